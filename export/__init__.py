@@ -1,0 +1,1 @@
+"""Skip plan -> per-step static graphs -> bundle (ExecuTorch, Core ML, ONNX + manifest)."""
