@@ -54,7 +54,7 @@ class DiTConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "DiTConfig":
+    def from_dict(cls, data: dict) -> DiTConfig:
         known = {f for f in cls.__dataclass_fields__}
         unknown = set(data) - known
         if unknown:

@@ -42,7 +42,8 @@ def _update_ema(ema: DiT, model: DiT, decay: float) -> None:
         e.mul_(decay).add_(p.detach(), alpha=1 - decay)
 
 
-def train(model_config: DiTConfig, data: ImageDataset, out: str | Path, cfg: TrainConfig, progress: bool = True) -> Path:
+def train(model_config: DiTConfig, data: ImageDataset, out: str | Path, cfg: TrainConfig, progress: bool = True,
+          save_dtype: torch.dtype = torch.float32) -> Path:
     """Train and write ``out/model.safetensors`` (EMA weights) + ``out/train_state.pt`` (to resume)."""
     if data.num_classes != model_config.num_classes:
         raise ValueError(f"dataset has {data.num_classes} classes, the model {model_config.num_classes}")
@@ -91,4 +92,4 @@ def train(model_config: DiTConfig, data: ImageDataset, out: str | Path, cfg: Tra
                         "generator": gen.get_state(), "step": done, "train_config": asdict(cfg),
                         "model_config": model_config.to_dict()}
             atomic_write(state_path, lambda tmp: torch.save(snapshot, tmp))
-    return save_model(ema.eval(), out / "model", metadata={"train_config": asdict(cfg), "dataset_size": n})
+    return save_model(ema.eval(), out / "model", dtype=save_dtype, metadata={"train_config": asdict(cfg), "dataset_size": n})

@@ -1,0 +1,214 @@
+"""Lazy gates (LazyDiT) and input-invariant routers (Learning-to-Cache), and their training.
+
+A lazy gate is one ``Linear(hidden, 1, bias=False)`` per (sampling step, block, module), zero
+initialised, applied to the module's adaLN-modulated input; the score is the sigmoid of the sum
+over tokens and means "compute". A router is one learnable scalar per cell, the same for every
+input. Both are trained on a frozen DiT with the same objective::
+
+    MSE(full guided eps, soft-lazy guided eps) + rho_attn * sum(score_attn) + rho_mlp * sum(score_mlp)
+
+where the soft-lazy module output is ``score * fresh + (1 - score) * cache`` and the cache is the
+module's output one DDIM step earlier. Gates are stored in their own small file tied to the base
+model (a hash of its weights) and the sampler (DDIM, N steps).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from .checkpoints import atomic_write, weights_hash
+from .data import ImageDataset
+from .diffusion import DDIMSchedule, ddim_update, guide, q_sample
+from .model import MODULES, DiT
+
+GATE_KINDS = ("lazydit", "router")
+
+
+class GateError(ValueError):
+    pass
+
+
+class LazyGates(nn.Module):
+    """Scores for every (step, block, module) cell; ``kind`` is ``lazydit`` or ``router``."""
+
+    def __init__(self, steps: int, depth: int, hidden: int, kind: str = "lazydit"):
+        super().__init__()
+        if kind not in GATE_KINDS:
+            raise GateError(f"unknown gate kind {kind!r}; choose one of {GATE_KINDS}")
+        self.steps, self.depth, self.hidden, self.kind = steps, depth, hidden, kind
+        cells = steps * depth * len(MODULES)
+        if kind == "lazydit":
+            self.linears = nn.ModuleList(nn.Linear(hidden, 1, bias=False) for _ in range(cells))
+            for linear in self.linears:
+                nn.init.zeros_(linear.weight)
+        else:
+            self.logits = nn.Parameter(torch.zeros(cells))
+
+    def _index(self, step: int, block: int, module: str) -> int:
+        return (step * self.depth + block) * len(MODULES) + MODULES.index(module)
+
+    def score(self, step: int, block: int, module: str, h: torch.Tensor) -> torch.Tensor:
+        """One score per row of ``h`` (rows x tokens x hidden)."""
+        i = self._index(step, block, module)
+        if self.kind == "router":
+            return torch.sigmoid(self.logits[i]).expand(h.shape[0])
+        return torch.sigmoid(self.linears[i](h).sum(dim=(1, 2)))
+
+    def pair_score(self, step: int, block: int, module: str, h: torch.Tensor) -> torch.Tensor:
+        """Class and null-class rows of a guided batch share one decision: average their scores."""
+        s = self.score(step, block, module, h)
+        half = s.shape[0] // 2
+        return (s[:half] + s[half:]) / 2
+
+
+@dataclass
+class GateTrainConfig:
+    kind: str = "lazydit"
+    rho_attn: float = 1e-4
+    rho_mlp: float = 1e-4
+    lr: float = 5e-3
+    iterations: int = 1500
+    batch_size: int = 32
+    cfg_scale: float = 1.5
+    seed: int = 0
+
+
+def _guided_eps(model: DiT, tokens: torch.Tensor, c: torch.Tensor, cfg_scale: float) -> torch.Tensor:
+    eps = model.eps(model.head(tokens, c))
+    half = eps.shape[0] // 2
+    return guide(eps[:half], eps[half:], cfg_scale)
+
+
+def train_gates(model: DiT, data: ImageDataset, steps: int, cfg: GateTrainConfig, progress: bool = True) -> tuple[LazyGates, list[float]]:
+    """Train gates for every step index except the first; returns the gates and the loss curve."""
+    if steps < 2:
+        raise GateError("gates need at least 2 sampling steps (step 0 never skips)")
+    torch.manual_seed(cfg.seed)
+    model.eval().requires_grad_(False)
+    gates = LazyGates(steps, model.config.depth, model.config.hidden_size, cfg.kind)
+    opt = torch.optim.Adam(gates.parameters(), lr=cfg.lr)
+    schedule = DDIMSchedule(steps)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    null = model.config.num_classes
+    losses = []
+    bar = tqdm(range(cfg.iterations), desc=f"gates ddim{steps}", disable=not progress)
+    for _ in bar:
+        k = int(torch.randint(1, steps, (1,), generator=gen))
+        idx = torch.randint(0, len(data), (cfg.batch_size,), generator=gen)
+        x0, y = data.images[idx], data.labels[idx]
+        y_pair = torch.cat([y, torch.full_like(y, null)])
+        prev = schedule.scalars(k - 1)
+        x_prev = q_sample(x0, torch.full((cfg.batch_size,), int(prev["t"])), torch.randn(x0.shape, generator=gen))
+        with torch.no_grad():
+            caches, x_k = _full_step(model, x_prev, y_pair, prev, cfg.cfg_scale)
+            cur = schedule.scalars(k)
+            t_pair = torch.full((2 * cfg.batch_size,), cur["t"])
+            tokens, c = model.embed(torch.cat([x_k, x_k]), t_pair, y_pair)
+            target = _guided_eps(model, _full_blocks(model, tokens, c), c, cfg.cfg_scale)
+        soft = tokens
+        penalty = torch.zeros(())
+        for b, block in enumerate(model.blocks):
+            mods = block.modulation(c)
+            for m in MODULES:
+                h = block.branch_input(m, soft, mods)
+                s = gates.pair_score(k, b, m, h)
+                s_pair = torch.cat([s, s]).view(-1, 1, 1)
+                out = s_pair * block.branch(m, h) + (1 - s_pair) * caches[(b, m)]
+                soft = soft + block.gate(m, mods).unsqueeze(1) * out
+                penalty = penalty + (cfg.rho_attn if m == "attn" else cfg.rho_mlp) * s.mean()
+        mse = torch.mean((_guided_eps(model, soft, c, cfg.cfg_scale) - target) ** 2)
+        loss = mse + penalty
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(float(mse))
+        if len(losses) % 25 == 0:
+            bar.set_postfix(mse=f"{sum(losses[-25:]) / 25:.2e}")
+    return gates.eval(), losses
+
+
+def _full_blocks(model: DiT, tokens: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    for block in model.blocks:
+        tokens = block(tokens, c)
+    return tokens
+
+
+def _full_step(model: DiT, x: torch.Tensor, y_pair: torch.Tensor, s: dict, cfg_scale: float):
+    """One full DDIM step that also returns every module's output (the caches)."""
+    t_pair = torch.full((y_pair.shape[0],), s["t"])
+    tokens, c = model.embed(torch.cat([x, x]), t_pair, y_pair)
+    caches = {}
+    for b, block in enumerate(model.blocks):
+        mods = block.modulation(c)
+        for m in MODULES:
+            out = block.branch(m, block.branch_input(m, tokens, mods))
+            caches[(b, m)] = out
+            tokens = tokens + block.gate(m, mods).unsqueeze(1) * out
+    eps = _guided_eps(model, tokens, c, cfg_scale)
+    return caches, ddim_update(x, eps, s["alpha"], s["alpha_prev"])
+
+
+def save_gates(gates: LazyGates, path: str | Path, model: DiT, train_config: GateTrainConfig | None = None) -> Path:
+    from safetensors.torch import save_file
+
+    path = Path(path).with_suffix(".safetensors")
+    meta = {"kind": gates.kind, "steps": gates.steps, "depth": gates.depth, "hidden": gates.hidden,
+            "model_hash": weights_hash(model), "model_name": model.config.name, "sampler": f"ddim{gates.steps}",
+            "train_config": asdict(train_config) if train_config else {}}
+    state = {k: v.detach().contiguous() for k, v in gates.state_dict().items()}
+    atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata={"lazydit": json.dumps(meta)}))
+    return path
+
+
+def load_gates(path: str | Path, model: DiT, steps: int | None = None) -> LazyGates:
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise GateError(f"gate file {path} does not exist; train gates with `lazydit train-gates`")
+    with safe_open(str(path), "pt") as f:
+        meta = json.loads((f.metadata() or {}).get("lazydit", "{}"))
+    if not meta:
+        raise GateError(f"{path} is not a lazydit gate file")
+    if meta["model_hash"] != weights_hash(model):
+        raise GateError(f"{path} was trained for another model (hash {meta['model_hash']}); "
+                        "train gates for this model with `lazydit train-gates`")
+    if steps is not None and meta["steps"] != steps:
+        raise GateError(f"{path} is for DDIM {meta['steps']} steps, not {steps}")
+    gates = LazyGates(meta["steps"], meta["depth"], meta["hidden"], meta["kind"])
+    gates.load_state_dict(load_file(str(path)))
+    return gates.eval()
+
+
+def default_gates_path(steps: int, kind: str = "lazydit") -> Path:
+    from .checkpoints import DEFAULT_MODEL_DIR, DEFAULT_MODEL_NAME
+
+    suffix = "" if kind == "lazydit" else f"-{kind}"
+    return DEFAULT_MODEL_DIR / f"gates{suffix}-{DEFAULT_MODEL_NAME}-ddim{steps}.safetensors"
+
+
+@torch.no_grad()
+def calibrate(model: DiT, gates: LazyGates, per_class: int = 4, seed: int = 1000, cfg_scale: float = 1.5) -> torch.Tensor:
+    """Mean score per (step, block, module) over full-compute trajectories of every class."""
+    from .diffusion import initial_noise
+    from .plans import Plan
+    from .sampler import sample
+
+    n_cls = model.config.num_classes
+    labels = torch.arange(n_cls).repeat_interleave(per_class)
+    c = model.config
+    noise = initial_noise(len(labels), (c.in_channels, c.input_size, c.input_size), seed)
+    sums = torch.zeros(gates.steps, c.depth, len(MODULES))
+
+    def observe(step: int, block: int, module: str, h: torch.Tensor):
+        sums[step, block, MODULES.index(module)] += gates.pair_score(step, block, module, h).mean()
+
+    sample(model, noise, labels, Plan.full(gates.steps, c.depth), cfg_scale, decider=observe)
+    return sums

@@ -1,0 +1,127 @@
+"""Caching policies, registered by name; each turns its parameters into a :class:`Plan`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from .model import MODULES, DiT
+from .plans import Plan, PlanError
+
+
+@dataclass
+class PlanRequest:
+    steps: int
+    ratio: float | None = None
+    threshold: float | None = None
+    interval: int | None = None
+    seed: int = 0
+    gates_path: str | None = None
+    calib_per_class: int = 4
+
+
+POLICIES: dict[str, Callable[[DiT, PlanRequest], Plan]] = {}
+
+
+def register_policy(name: str):
+    def wrap(fn):
+        POLICIES[name] = fn
+        return fn
+
+    return wrap
+
+
+def make_plan(name: str, model: DiT, request: PlanRequest) -> Plan:
+    if name not in POLICIES:
+        raise PlanError(f"unknown policy {name!r}; choose one of {sorted(POLICIES)}")
+    plan = POLICIES[name](model, request)
+    from .checkpoints import weights_hash
+
+    plan.model = {"name": model.config.name, "weights_hash": weights_hash(model)}
+    return plan
+
+
+def _cells(steps: int, depth: int) -> list[tuple[int, int, str]]:
+    return [(k, b, m) for k in range(1, steps) for b in range(depth) for m in MODULES]
+
+
+def skip_count(steps: int, depth: int, ratio: float) -> int:
+    """Skips needed for ``ratio`` of all modules (step 0 included in the denominator)."""
+    total = steps * depth * len(MODULES)
+    limit = len(_cells(steps, depth))
+    if not 0 <= ratio <= limit / total:
+        raise PlanError(f"lazy ratio {ratio} is out of range for {steps} steps: step 0 never skips, "
+                        f"so the most is {limit / total:.3f}")
+    return round(ratio * total)
+
+
+@register_policy("ddim")
+def ddim_policy(model: DiT, req: PlanRequest) -> Plan:
+    return Plan.full(req.steps, model.config.depth, policy="ddim")
+
+
+@register_policy("fora")
+def fora_policy(model: DiT, req: PlanRequest) -> Plan:
+    """FORA: every module computes on every n-th step and is reused in between."""
+    n = req.interval or 2
+    if n < 1:
+        raise PlanError("FORA needs --interval n >= 1")
+    depth = model.config.depth
+    skips = {(k, b, m) for (k, b, m) in _cells(req.steps, depth) if k % n}
+    return Plan.from_skips(req.steps, depth, skips, policy="fora", params={"interval": n})
+
+
+@register_policy("random")
+def random_policy(model: DiT, req: PlanRequest) -> Plan:
+    """Uniformly random skips at the requested ratio: the control that shows learning matters."""
+    depth = model.config.depth
+    cells = _cells(req.steps, depth)
+    count = skip_count(req.steps, depth, req.ratio if req.ratio is not None else 0.5)
+    order = torch.randperm(len(cells), generator=torch.Generator().manual_seed(req.seed))[:count]
+    return Plan.from_skips(req.steps, depth, {cells[i] for i in order.tolist()}, policy="random",
+                           params={"ratio": req.ratio, "seed": req.seed})
+
+
+def _from_scores(model: DiT, req: PlanRequest, scores: torch.Tensor, policy: str, params: dict) -> Plan:
+    """Skip the lowest-scoring cells: exactly ``ratio`` of them, or all under ``threshold``."""
+    depth = model.config.depth
+    cells = _cells(req.steps, depth)
+    values = torch.tensor([float(scores[k, b, MODULES.index(m)]) for k, b, m in cells])
+    if req.threshold is not None:
+        chosen = {cells[i] for i in (values < req.threshold).nonzero().squeeze(1).tolist()}
+        params = {**params, "threshold": req.threshold}
+    else:
+        ratio = req.ratio if req.ratio is not None else 0.5
+        count = skip_count(req.steps, depth, ratio)
+        order = torch.argsort(values, stable=True)[:count]
+        chosen = {cells[i] for i in order.tolist()}
+        params = {**params, "ratio": ratio}
+    return Plan.from_skips(req.steps, depth, chosen, policy=policy, params=params)
+
+
+def _gate_scores(model: DiT, req: PlanRequest, kind: str) -> tuple[torch.Tensor, str]:
+    from .gates import calibrate, default_gates_path, load_gates
+
+    path = req.gates_path or str(default_gates_path(req.steps, kind))
+    gates = load_gates(path, model, req.steps)
+    if gates.kind != kind:
+        raise PlanError(f"{path} holds {gates.kind} gates, policy needs {kind}")
+    if kind == "router":
+        return torch.sigmoid(gates.logits.detach()).view(req.steps, model.config.depth, len(MODULES)), path
+    return calibrate(model, gates, per_class=req.calib_per_class, seed=req.seed + 1000), path
+
+
+@register_policy("lazydit")
+def lazydit_policy(model: DiT, req: PlanRequest) -> Plan:
+    """LazyDiT gates calibrated over every class into one static plan."""
+    scores, path = _gate_scores(model, req, "lazydit")
+    return _from_scores(model, req, scores, "lazydit", {"gates": str(path), "calib_per_class": req.calib_per_class})
+
+
+@register_policy("l2c")
+def l2c_policy(model: DiT, req: PlanRequest) -> Plan:
+    """Learning-to-Cache: an input-invariant router trained with the same objective."""
+    scores, path = _gate_scores(model, req, "router")
+    return _from_scores(model, req, scores, "l2c", {"gates": str(path)})

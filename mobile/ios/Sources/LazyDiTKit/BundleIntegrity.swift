@@ -1,0 +1,41 @@
+import CryptoKit
+import Foundation
+
+/// SHA-256 checks of bundle files against the manifest, to catch half-copied bundles.
+public enum BundleIntegrity {
+    public static func sha256(_ file: URL) throws -> String {
+        let handle = try FileHandle(forReadingFrom: file)
+        defer { try? handle.close() }
+        var hasher = SHA256()
+        while let chunk = try handle.read(upToCount: 1 << 16), !chunk.isEmpty {
+            hasher.update(data: chunk)
+        }
+        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// Problems with one file: missing, or a digest other than `expectedSha256`. Empty when fine.
+    public static func check(bundleDir: URL, path: String, expectedSha256: String?) throws -> [String] {
+        let file = bundleDir.appendingPathComponent(path)
+        guard FileManager.default.fileExists(atPath: file.path) else { return ["\(path): missing"] }
+        guard let expected = expectedSha256 else { return [] }
+        let actual = try sha256(file)
+        return actual.lowercased() == expected.lowercased()
+            ? [] : ["\(path): sha256 \(actual) but the manifest says \(expected)"]
+    }
+
+    /// Throws when any file of `artifacts` is missing or differs from its recorded digest.
+    public static func verify(bundleDir: URL, artifacts: ArtifactSet) throws {
+        var problems: [String] = []
+        for file in artifacts.files {
+            problems += try check(bundleDir: bundleDir, path: file.path, expectedSha256: file.sha256)
+        }
+        try throwIfAny(bundleDir, problems)
+    }
+
+    static func throwIfAny(_ bundleDir: URL, _ problems: [String]) throws {
+        guard problems.isEmpty else {
+            throw BundleError("bundle \(bundleDir.path) is incomplete or corrupt:\n  - "
+                + problems.joined(separator: "\n  - ") + "\nCopy the whole bundle folder again.")
+        }
+    }
+}

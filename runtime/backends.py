@@ -1,0 +1,191 @@
+"""Backends, registered by name. A backend loads the bundle's artifact for its format and runs
+one method on a list of numpy arrays; it holds no state between calls and knows no model."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+import numpy as np
+
+from .bundle import Bundle, BundleError
+
+BACKENDS: dict[str, Callable[..., Backend]] = {}
+
+
+def register_backend(name: str):
+    def wrap(cls):
+        BACKENDS[name] = cls
+        cls.name = name
+        return cls
+
+    return wrap
+
+
+class Backend:
+    name = "base"
+    fmt = ""
+
+    def __init__(self, bundle: Bundle, threads: int | None = None):
+        self.bundle = bundle
+        self.threads = threads
+
+    def run(self, method: str, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        raise NotImplementedError
+
+    def output_names(self, method: str) -> list[str]:
+        """The graph's own output names, to check against the manifest."""
+        raise NotImplementedError
+
+    def input_names(self, method: str) -> list[str]:
+        raise NotImplementedError
+
+    def check_io(self) -> None:
+        """The manifest's method I/O must be what the graphs declare."""
+        for name, method in self.bundle.methods.items():
+            want_in = [i["name"] for i in method["inputs"]]
+            want_out = [o["name"] for o in method["outputs"]]
+            have_in, have_out = self.input_names(name), self.output_names(name)
+            if have_in is not None and have_in != want_in:
+                raise BundleError(f"{self.name}: method {name} graph inputs {have_in} do not match the manifest {want_in}")
+            if have_out is not None and have_out != want_out:
+                raise BundleError(f"{self.name}: method {name} graph outputs {have_out} do not match the manifest {want_out}")
+
+
+def create_backend(name: str, bundle: Bundle, threads: int | None = None) -> Backend:
+    if name not in BACKENDS:
+        raise BundleError(f"unknown backend {name!r}; choose one of {sorted(BACKENDS)}")
+    backend = BACKENDS[name](bundle, threads)
+    backend.check_io()
+    return backend
+
+
+@register_backend("onnxruntime")
+class OnnxRuntimeBackend(Backend):
+    fmt = "onnx"
+
+    def __init__(self, bundle: Bundle, threads: int | None = None):
+        super().__init__(bundle, threads)
+        import onnxruntime as ort
+
+        art = bundle.artifact(self.fmt)
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.sessions = {}
+        for method, rel in art["methods"].items():
+            try:
+                self.sessions[method] = ort.InferenceSession(str(bundle.root / rel), opts,
+                                                             providers=["CPUExecutionProvider"])
+            except Exception as err:  # onnxruntime raises its own exception types
+                raise BundleError(f"onnxruntime cannot load {rel}: {err}") from err
+        self._inputs = {m: [i.name for i in s.get_inputs()] for m, s in self.sessions.items()}
+        self._outputs = {m: [o.name for o in s.get_outputs()] for m, s in self.sessions.items()}
+
+    def input_names(self, method: str) -> list[str]:
+        return self._inputs[method]
+
+    def output_names(self, method: str) -> list[str]:
+        return self._outputs[method]
+
+    def run(self, method: str, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        return self.sessions[method].run(None, dict(zip(self._inputs[method], inputs)))
+
+
+@register_backend("executorch")
+class ExecuTorchBackend(Backend):
+    fmt = "executorch"
+
+    def __init__(self, bundle: Bundle, threads: int | None = None):
+        super().__init__(bundle, threads)
+        import torch
+        from executorch.runtime import Runtime
+
+        self.torch = torch
+        if threads:
+            torch.set_num_threads(threads)
+        art = bundle.artifact(self.fmt)
+        path = bundle.root / next(iter(art["files"]))["path"]
+        try:
+            self.program = Runtime.get().load_program(str(path))
+            self.loaded = {m: self.program.load_method(m) for m in art["methods"].values()}
+        except Exception as err:  # executorch raises RuntimeError/ValueError for bad programs
+            raise BundleError(f"ExecuTorch cannot load {path.name}: {err} (truncated or corrupt? re-export)") from err
+        self.names = art["methods"]
+
+    def input_names(self, method: str) -> list[str] | None:
+        meta = self.loaded[self.names[method]].metadata
+        count = meta.num_inputs()
+        want = self.bundle.methods[method]["inputs"]
+        if count != len(want):
+            raise BundleError(f"executorch: method {method} takes {count} inputs, the manifest lists {len(want)}")
+        return None  # .pte programs carry no input names; the count is checked
+
+    def output_names(self, method: str) -> list[str] | None:
+        count = self.loaded[self.names[method]].metadata.num_outputs()
+        want = self.bundle.methods[method]["outputs"]
+        if count != len(want):
+            raise BundleError(f"executorch: method {method} returns {count} outputs, the manifest lists {len(want)}")
+        return None
+
+    def run(self, method: str, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        tensors = [self.torch.from_numpy(np.ascontiguousarray(a)) for a in inputs]
+        return [o.numpy() for o in self.loaded[self.names[method]].execute(tensors)]
+
+
+@register_backend("torch")
+class TorchBackend(Backend):
+    """The eager reference: rebuilds the step graphs from the model and the plan in the manifest."""
+
+    fmt = "torch"
+
+    def __init__(self, bundle: Bundle, threads: int | None = None):
+        super().__init__(bundle, threads)
+        import torch
+        from lazydit.export.bundle import eager_graphs
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.torch = torch
+        self.graphs = eager_graphs(bundle.manifest)
+
+    def input_names(self, method: str) -> list[str]:
+        return self.graphs[method].input_names
+
+    def output_names(self, method: str) -> list[str]:
+        return self.graphs[method].output_names
+
+    def run(self, method: str, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        with self.torch.no_grad():
+            outs = self.graphs[method](*[self.torch.from_numpy(np.ascontiguousarray(a)) for a in inputs])
+        return [o.numpy() for o in (outs if isinstance(outs, tuple) else (outs,))]
+
+
+@register_backend("coreml")
+class CoreMLBackend(Backend):
+    fmt = "coreml"
+
+    def __init__(self, bundle: Bundle, threads: int | None = None):
+        super().__init__(bundle, threads)
+        if sys.platform != "darwin":
+            raise BundleError("the coreml backend needs macOS (Core ML prediction does not run on "
+                              f"{sys.platform}); use onnxruntime or executorch here")
+        import coremltools as ct
+
+        art = bundle.artifact(self.fmt)
+        path = bundle.root / "model.mlpackage"
+        self.models = {m: ct.models.MLModel(str(path), function_name=fn) for m, fn in art["methods"].items()}
+
+    def input_names(self, method: str) -> list[str]:
+        return [i.name for i in self.models[method].get_spec().description.input]
+
+    def output_names(self, method: str) -> list[str]:
+        return [o.name for o in self.models[method].get_spec().description.output]
+
+    def run(self, method: str, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        names = self.input_names(method)
+        feed = {n: (a.astype(np.int32) if a.dtype == np.int64 else a) for n, a in zip(names, inputs)}
+        result = self.models[method].predict(feed)
+        return [np.asarray(result[n]) for n in self.output_names(method)]

@@ -1,0 +1,78 @@
+"""The manifest-driven sampling loop. It routes tensors between slots and does no math."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .backends import Backend
+
+
+@dataclass
+class RunResult:
+    image: np.ndarray
+    state: dict[str, np.ndarray]
+    step_seconds: list[float] = field(default_factory=list)  # time inside the backend, per step
+    decode_seconds: float = 0.0
+    total_seconds: float = 0.0
+
+
+def scalar(value: float) -> np.ndarray:
+    return np.array([value], dtype=np.float32)
+
+
+def run_bundle(backend: Backend, initial: dict[str, np.ndarray],
+               on_step: Callable[[int, list[np.ndarray], list[np.ndarray]], None] | None = None) -> RunResult:
+    """Run every step, then decode. ``on_step(i, inputs, outputs)`` sees what each step was fed."""
+    manifest = backend.bundle.manifest
+    methods = manifest["methods"]
+    state = dict(initial)
+    scalars = [{k: scalar(v) for k, v in step["scalars"].items()} for step in manifest["steps"]]
+    step_seconds = []
+    start = time.perf_counter()
+    for i, step in enumerate(manifest["steps"]):
+        method = methods[step["method"]]
+        feed = [state[s] if s in state else scalars[i][s] for s in (inp["source"] for inp in method["inputs"])]
+        t0 = time.perf_counter()
+        outs = backend.run(step["method"], feed)
+        step_seconds.append(time.perf_counter() - t0)
+        for out, value in zip(method["outputs"], outs):
+            state[out["target"]] = value
+        if on_step is not None:
+            on_step(i, feed, outs)
+    decode = methods[manifest["decode"]]
+    t0 = time.perf_counter()
+    outs = backend.run(manifest["decode"], [state[inp["source"]] for inp in decode["inputs"]])
+    decode_seconds = time.perf_counter() - t0
+    for out, value in zip(decode["outputs"], outs):
+        state[out["target"]] = value
+    image = np.asarray(state["image"]).astype(np.uint8)
+    return RunResult(image, state, step_seconds, decode_seconds, time.perf_counter() - start)
+
+
+def psnr(a: np.ndarray, b: np.ndarray, data_range: float) -> float:
+    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(data_range**2 / mse)
+
+
+def verify(backend: Backend, golden: dict[str, np.ndarray] | None = None) -> dict:
+    """Replay the golden vectors; PSNR of x after every step (range 2: samples live in [-1, 1])
+    and of the final image (range 255)."""
+    bundle = backend.bundle
+    golden = golden if golden is not None else bundle.golden()
+    x_name = {m: next(o["name"] for o in meth["outputs"] if o["target"] == "x")
+              for m, meth in bundle.methods.items() if m != bundle.manifest["decode"]}
+    per_step = []
+
+    def check(i, _feed, outs):
+        method = bundle.steps[i]["method"]
+        names = [o["name"] for o in bundle.methods[method]["outputs"]]
+        per_step.append(psnr(outs[names.index(x_name[method])], golden[f"step/{i}/out/{x_name[method]}"], 2.0))
+
+    result = run_bundle(backend, bundle.initial_state(golden), on_step=check)
+    return {"backend": backend.name, "per_step_psnr_db": per_step,
+            "image_psnr_db": psnr(result.image, golden["decode/out/image"], 255.0),
+            "min_psnr_db": min(per_step + [psnr(result.image, golden["decode/out/image"], 255.0)])}
