@@ -140,7 +140,7 @@ def golden_vectors(model: DiT, plan: Plan, options: ExportOptions) -> dict[str, 
     label = torch.tensor([options.label])
     reference = []
     sample(model, noise, label, plan, options.cfg_scale, on_step=lambda r: reference.append(r.x.clone()))
-    specs, names, step_methods = method_table(plan)
+    specs, _, step_methods = method_table(plan)
     graphs = graph_modules(model, plan)
     schedule = DDIMSchedule(plan.steps)
     state = {"x": noise, "y": label, "cfg_scale": torch.tensor([options.cfg_scale])}
@@ -180,6 +180,7 @@ def export_bundle(model: DiT, plan: Plan | None, out: str | Path, options: Expor
         raise ExportError(f"{out} already exists; pass --force to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp.chmod(0o755)
     model = model.eval()
     say = _printer(options.progress)
     try:

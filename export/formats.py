@@ -141,7 +141,7 @@ def write_coreml(job: ExportJob, out: Path) -> dict:
         desc = None
         for g in job.graphs:
             job.progress(f"coreml {g.name}")
-            program = _export_program(g).run_decompositions({})
+            program = _strip_aliases(_export_program(g).run_decompositions({}))
             mlmodel = ct.convert(
                 program, minimum_deployment_target=ct.target.iOS18, compute_precision=ct.precision.FLOAT16,
                 inputs=[ct.TensorType(name=n, shape=tuple(t.shape), dtype=_ct_dtype(t)) for n, t in
@@ -168,6 +168,18 @@ def write_coreml(job: ExportJob, out: Path) -> dict:
         shutil.rmtree(tmp, ignore_errors=True)
     files = sorted(p for p in path.rglob("*") if p.is_file())
     return {"methods": {g.name: g.name for g in job.graphs}, "files": [_file_entry(out, p) for p in files]}
+
+
+def _strip_aliases(program: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
+    """torch.export marks a tensor that is both used and returned with aten.alias, which the Core ML
+    converter does not know; an alias computes nothing, so wire its users to its input."""
+    graph = program.graph_module.graph
+    for node in list(graph.nodes):
+        if node.op == "call_function" and node.target == torch.ops.aten.alias.default:
+            node.replace_all_uses_with(node.args[0])
+            graph.erase_node(node)
+    program.graph_module.recompile()
+    return program
 
 
 def _ct_dtype(t: torch.Tensor):

@@ -5,9 +5,13 @@ them with classifier-free guidance and takes the DDIM update; the per-step scala
 alpha_prev) are inputs, so steps whose structure is the same share one graph.
 
 Cache liveness, per (block, module): a graph reads ``cache:<b>.<m>`` only for a module it
-reuses or forecasts, and reads ``cache:<b>.<m>.prev`` only to forecast. A computing step writes
-the fresh output only if a later step reads it before the module computes again, and moves the
-old output into ``.prev`` only if a forecast before the next compute needs it.
+reuses or forecasts, and reads ``cache:<b>.<m>.slope`` only to forecast. A computing step writes
+the fresh output only if a later step reads it before the module computes again, and writes the
+slope (fresh - previous output, per step) only if a forecast before the next compute needs it;
+to do so it reads the previous output. A forecast is ``last + (k - k_last) * slope``: the
+first-order extrapolation from the two last computed outputs, with every coefficient fixed by
+the plan. (Storing the slope rather than the previous output keeps every output a computed
+tensor: Core ML cannot return an input unchanged.)
 """
 
 from __future__ import annotations
@@ -24,8 +28,8 @@ from lazydit.plans import COMPUTE, FORECAST, REUSE, Plan
 SCALARS = ("t", "alpha", "alpha_prev")
 
 
-def slot(block: int, module: str, prev: bool = False) -> str:
-    return f"cache:{block}.{module}" + (".prev" if prev else "")
+def slot(block: int, module: str, slope: bool = False) -> str:
+    return f"cache:{block}.{module}" + (".slope" if slope else "")
 
 
 def io_name(slot_name: str, output: bool = False) -> str:
@@ -37,9 +41,10 @@ def io_name(slot_name: str, output: bool = False) -> str:
 @dataclass(frozen=True)
 class CellSpec:
     action: str
-    coef: float = 0.0  # forecast coefficient
+    coef: float = 0.0  # forecast: steps since the last compute
     write_last: bool = False  # computing step outputs its fresh value
-    write_prev: bool = False  # computing step moves the old value into .prev
+    write_slope: bool = False  # computing step outputs (fresh - previous) * inv_span
+    inv_span: float = 0.0  # 1 / steps between this compute and the previous one
 
 
 @dataclass
@@ -57,7 +62,7 @@ class StepSpec:
         names = [("x", "x"), ("y", "y"), ("cfg_scale", "cfg_scale")] + [(s, s) for s in SCALARS]
         for b, row in enumerate(self.cells):
             for m, cell in zip(MODULES, row):
-                if cell.action in (REUSE, FORECAST) or cell.write_prev:
+                if cell.action in (REUSE, FORECAST) or cell.write_slope:
                     names.append((io_name(slot(b, m)), slot(b, m)))
                 if cell.action == FORECAST:
                     names.append((io_name(slot(b, m, True)), slot(b, m, True)))
@@ -69,7 +74,7 @@ class StepSpec:
             for m, cell in zip(MODULES, row):
                 if cell.write_last:
                     names.append((io_name(slot(b, m), True), slot(b, m)))
-                if cell.write_prev:
+                if cell.write_slope:
                     names.append((io_name(slot(b, m, True), True), slot(b, m, True)))
         return names
 
@@ -89,15 +94,16 @@ def step_specs(plan: Plan) -> list[StepSpec]:
             for j, k in enumerate(computes):
                 nxt = computes[j + 1] if j + 1 < len(computes) else plan.steps
                 between = actions[k + 1 : nxt]
-                needs_prev_later = FORECAST in between
-                # the next compute moves this value into .prev if a forecast follows it
+                write_slope = FORECAST in between
+                # the next compute reads this value to form its slope if a forecast follows it
                 nxt_end = computes[j + 2] if j + 2 < len(computes) else plan.steps
-                moved_later = j + 1 < len(computes) and FORECAST in actions[nxt + 1 : nxt_end]
-                write_last = any(a in (REUSE, FORECAST) for a in between) or moved_later
-                cells[k][b][mi] = CellSpec(COMPUTE, write_last=write_last, write_prev=needs_prev_later)
+                read_by_next = j + 1 < len(computes) and FORECAST in actions[nxt + 1 : nxt_end]
+                write_last = any(a in (REUSE, FORECAST) for a in between) or read_by_next
+                inv_span = 1.0 / (k - computes[j - 1]) if write_slope else 0.0
+                cells[k][b][mi] = CellSpec(COMPUTE, write_last=write_last, write_slope=write_slope, inv_span=inv_span)
             for k, a in enumerate(actions):
                 if a != COMPUTE:
-                    coef = plan.forecast_coefficient(k, b, m) if a == FORECAST else 0.0
+                    coef = float(k - plan.last_computed(k, b, m, 1)[0]) if a == FORECAST else 0.0
                     cells[k][b][mi] = CellSpec(a, coef=coef)
     return [StepSpec(tuple(tuple(row) for row in step)) for step in cells]
 
@@ -128,13 +134,12 @@ class StepGraph(nn.Module):
                     out = block.branch(m, block.branch_input(m, tokens, mods))
                     if cell.write_last:
                         written[io_name(slot(b, m), True)] = out
-                    if cell.write_prev:
-                        written[io_name(slot(b, m, True), True)] = feed[last_name]
+                    if cell.write_slope:
+                        written[io_name(slot(b, m, True), True)] = (out - feed[last_name]) * cell.inv_span
                 elif cell.action == REUSE:
                     out = feed[last_name]
                 else:
-                    last, prev = feed[last_name], feed[io_name(slot(b, m, True))]
-                    out = last + cell.coef * (last - prev)
+                    out = feed[last_name] + cell.coef * feed[io_name(slot(b, m, True))]
                 tokens = tokens + block.gate(m, mods).unsqueeze(1) * out
         eps = model.eps(model.head(tokens, c))
         x_next = ddim_update(x, guide(eps[:1], eps[1:], feed["cfg_scale"]), feed["alpha"], feed["alpha_prev"])

@@ -130,12 +130,23 @@ def cmd_train_classifiers(args) -> None:
     _write_json(None, {"test_accuracy": accs})
 
 
-@command("sample", "sample a labelled grid from a model (eager, any plan) and write samples.npz + grid.png")
+@command("sample", "sample a labelled grid (eager with any plan, or a bundle on a backend); writes samples.npz + grid.png")
 @_args(lambda p: (_model_arg(p), _sampling_args(p, 10),
+                  p.add_argument("--bundle", help="run this exported bundle instead of the eager model"),
+                  p.add_argument("--backend", default="onnxruntime", help="with --bundle: onnxruntime | executorch | "
+                                 "torch | coreml"),
                   p.add_argument("--out", required=True, help="output folder")))
 def cmd_sample(args) -> None:
-    from .samples import generate, save_generated
+    from .samples import generate, save_generated, write_samples
 
+    if args.bundle:
+        from .samples import sample_bundle
+
+        images, labels, per_image = sample_bundle(args.bundle, args.backend, args.per_class, args.seed, args.cfg)
+        out = write_samples(args.out, images, labels)
+        print(f"wrote {out / 'samples.npz'} and {out / 'grid.png'} ({len(labels)} samples, "
+              f"{per_image * 1000:.2f} ms per image on {args.backend})")
+        return
     model, plan = _resolve(args)
     images, labels, per_image = generate(model, plan, args.per_class, args.seed, args.cfg,
                                          decider_factory=_decider_factory(args, model, plan),
@@ -178,6 +189,232 @@ def cmd_eval(args) -> None:
         ref = from_uint8(ref_u8)
     result.update(evaluate(from_uint8(images_u8), torch.as_tensor(labels), ref))
     _write_json(args.json, result)
+
+
+@command("train-gates", "train lazy gates (or Learning-to-Cache routers) for DDIM N steps on a frozen DiT")
+@_args(lambda p: (
+    _model_arg(p),
+    p.add_argument("--steps", type=int, required=True, help="DDIM steps the gates are for"),
+    p.add_argument("--kind", default="lazydit", choices=("lazydit", "router"),
+                   help="lazydit: input-dependent gates; router: Learning-to-Cache's input-invariant router"),
+    p.add_argument("--rho-attn", type=float, default=1e-4),
+    p.add_argument("--rho-mlp", type=float, default=1e-4),
+    p.add_argument("--lr", type=float, default=5e-3),
+    p.add_argument("--iterations", type=int, default=1500),
+    p.add_argument("--batch", type=int, default=32),
+    p.add_argument("--cfg", type=float, default=1.5),
+    p.add_argument("--seed", type=int, default=0),
+    p.add_argument("--out", help="gate file (default: next to the default model, where `lazydit plan` looks)"),
+))
+def cmd_train_gates(args) -> None:
+    from .checkpoints import resolve_model
+    from .data import digits
+    from .gates import GateTrainConfig, default_gates_path, save_gates, train_gates
+
+    model = resolve_model(args.model)
+    cfg = GateTrainConfig(kind=args.kind, rho_attn=args.rho_attn, rho_mlp=args.rho_mlp, lr=args.lr,
+                          iterations=args.iterations, batch_size=args.batch, cfg_scale=args.cfg, seed=args.seed)
+    gates, losses = train_gates(model, digits("train"), args.steps, cfg)
+    out = args.out or default_gates_path(args.steps, args.kind)
+    path = save_gates(gates, out, model, cfg)
+    print(f"wrote {path} (final mse {sum(losses[-50:]) / max(1, len(losses[-50:])):.3e})")
+
+
+@command("plan", "make a skip plan with a caching policy (lazydit, l2c, fora, random, ddim)")
+@_args(lambda p: (
+    _model_arg(p),
+    p.add_argument("--policy", required=True, help="lazydit | l2c | fora | random | ddim"),
+    p.add_argument("--steps", type=int, required=True, help="DDIM steps"),
+    p.add_argument("--ratio", type=float, help="lazy ratio to hit exactly (skipped modules / all modules)"),
+    p.add_argument("--threshold", type=float, help="lazydit/l2c: skip cells whose mean score is below this"),
+    p.add_argument("--interval", type=int, help="fora: recompute every n-th step"),
+    p.add_argument("--forecast", action="store_true", help="forecast skipped modules instead of reusing them"),
+    p.add_argument("--gates", help="gate file (default: the shipped gates for --steps)"),
+    p.add_argument("--calib-per-class", type=int, default=4, help="lazydit calibration trajectories per class"),
+    p.add_argument("--seed", type=int, default=0),
+    p.add_argument("--out", required=True, help="plan JSON to write"),
+))
+def cmd_plan(args) -> None:
+    from .checkpoints import resolve_model
+    from .policies import PlanRequest, make_plan
+
+    model = resolve_model(args.model)
+    req = PlanRequest(steps=args.steps, ratio=args.ratio, threshold=args.threshold, interval=args.interval,
+                      seed=args.seed, gates_path=args.gates, calib_per_class=args.calib_per_class)
+    plan = make_plan(args.policy, model, req)
+    if args.forecast:
+        plan = plan.with_forecast()
+    plan.save(args.out, model.config)
+    data = plan.to_dict(model.config)
+    print(f"wrote {args.out}: {args.policy} DDIM-{plan.steps}, {data['skipped']} modules skipped, lazy ratio "
+          f"{data['lazy_ratio']['modules']:.3f} by modules, {data['lazy_ratio']['macs']:.3f} by MACs")
+
+
+@command("export", "bake a plan into per-step graphs and write a bundle (ExecuTorch, Core ML, ONNX)")
+@_args(lambda p: (
+    _model_arg(p),
+    p.add_argument("--plan", help="plan JSON; without it a no-skip DDIM bundle"),
+    p.add_argument("--steps", type=int, help="DDIM steps when there is no plan (default 50)"),
+    p.add_argument("--formats", default="executorch,coreml,onnx", help="comma-separated (default: %(default)s)"),
+    p.add_argument("--timing-size", metavar="SIZE",
+                   help="instead of --model: a random-weight DiT of this registry size (e.g. DiT-B/2), "
+                        "for latency measurement only"),
+    p.add_argument("--policy", help="with --timing-size: make the plan here (fora, random, ddim)"),
+    p.add_argument("--ratio", type=float, help="with --timing-size --policy random: lazy ratio"),
+    p.add_argument("--interval", type=int, help="with --timing-size --policy fora: interval"),
+    p.add_argument("--label", type=int, default=0, help="class of the golden sample"),
+    p.add_argument("--cfg", type=float, default=1.5, help="guidance scale of the golden sample"),
+    p.add_argument("--seed", type=int, default=0, help="noise seed of the golden sample"),
+    p.add_argument("--no-check", action="store_true", help="skip the correctness gate (not recommended)"),
+    p.add_argument("--force", action="store_true", help="replace an existing bundle"),
+    p.add_argument("--out", required=True, help="bundle folder"),
+))
+def cmd_export(args) -> None:
+    from .checkpoints import resolve_model
+    from .export.bundle import ExportOptions, export_bundle, timing_model
+    from .plans import Plan
+    from .policies import PlanRequest, make_plan
+
+    formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
+    if args.timing_size:
+        model = timing_model(args.timing_size)
+        source = f"timing:{args.timing_size}:0"
+        if args.plan:
+            plan = Plan.load(args.plan)
+        else:
+            req = PlanRequest(steps=args.steps or 20, ratio=args.ratio, interval=args.interval)
+            plan = make_plan(args.policy or "ddim", model, req)
+    else:
+        model = resolve_model(args.model)
+        source = args.model
+        plan = Plan.load(args.plan) if args.plan else Plan.full(args.steps or 50, model.config.depth)
+        if args.plan and args.steps and args.steps != plan.steps:
+            raise UserError(f"--steps {args.steps} contradicts the plan's {plan.steps} steps")
+    options = ExportOptions(formats=formats, label=args.label, cfg_scale=args.cfg, seed=args.seed, force=args.force,
+                            check=not args.no_check, timing_only=bool(args.timing_size), model_source=source)
+    out = export_bundle(model, plan, args.out, options)
+    t = options.timings
+    print(f"wrote {out} in {t['total_s']:.1f} s: " + ", ".join(f"{k} {v:.1f} s" for k, v in t.items()
+                                                               if k.endswith("_s") and k != "total_s"))
+    gate = t.get("gate", {})
+    for fmt, res in gate.items():
+        if "min_psnr_db" in res:
+            print(f"  {fmt}: golden replay min PSNR {res['min_psnr_db']:.1f} dB")
+        else:
+            print(f"  {fmt}: spec checked ({res['functions']} functions)")
+
+
+@command("verify", "replay a bundle's golden vectors on a backend and report per-step PSNR")
+@_args(lambda p: (
+    p.add_argument("--bundle", required=True),
+    p.add_argument("--backend", default="onnxruntime", help="onnxruntime | executorch | torch | coreml"),
+    p.add_argument("--threads", type=int),
+    p.add_argument("--json", help="write the report here too"),
+))
+def cmd_verify(args) -> None:
+    from .runtime.cli import verify_bundle
+
+    result = verify_bundle(args.bundle, args.backend, args.threads)
+    _write_json(args.json, result)
+    if not result["passed"]:
+        raise UserError(f"{args.backend} does not reproduce the golden vectors ({result['min_psnr_db']:.1f} dB < 40)")
+
+
+@command("bench", "time a bundle like phone benchmarks do; with --baseline, the speedup against its ideal")
+@_args(lambda p: (
+    p.add_argument("--bundle", required=True),
+    p.add_argument("--baseline", help="a no-skip bundle of the same model and steps, timed interleaved"),
+    p.add_argument("--backend", default="onnxruntime", help="onnxruntime | executorch | torch | coreml"),
+    p.add_argument("--threads", type=int, help="intra-op threads (default: the backend's)"),
+    p.add_argument("--profile", help="a device profile (threads + CPU affinity): flagship-2024, midrange, budget"),
+    p.add_argument("--warmup", type=int, default=2),
+    p.add_argument("--runs", type=int, default=10),
+    p.add_argument("--json", help="write the report here"),
+    p.add_argument("--plot", help="write a per-step latency PNG here"),
+))
+def cmd_bench(args) -> None:
+    from tqdm import tqdm
+
+    from .runtime.bench import bench, plot_steps
+
+    threads = args.threads
+    if args.profile:
+        from .runtime.device import apply_profile
+
+        threads = apply_profile(args.profile)
+    bar = tqdm(total=args.runs * (2 if args.baseline else 1), desc="bench", unit="image")
+
+    def progress(done: int, total: int) -> None:
+        bar.update(done - bar.n)
+
+    report = bench(args.bundle, args.backend, args.baseline, threads, args.warmup, args.runs, progress)
+    bar.close()
+    if args.profile:
+        report["profile"] = args.profile
+    if args.plot:
+        plot_steps(report, args.plot)
+    _write_json(args.json, report)
+
+
+@command("device", "an emulated ARM64 phone: prepare the userland, run a bundle there")
+@_args(lambda p: (
+    p.add_argument("action", choices=("prepare", "run", "profiles")),
+    p.add_argument("--arch", default="arm64", help="only arm64 is supported"),
+    p.add_argument("--bundle", help="run: the bundle"),
+    p.add_argument("--baseline", help="run: a no-skip bundle for the lazy/full latency ratio"),
+    p.add_argument("--backend", default="onnxruntime", choices=("onnxruntime", "executorch")),
+    p.add_argument("--runs", type=int, default=3),
+    p.add_argument("--count-instructions", action="store_true", help="run: also count guest instructions per image"),
+    p.add_argument("--cache-dir", help="where the userland lives (default ~/.cache/lazydit/device/<arch>)"),
+    p.add_argument("--json", help="write the report here"),
+))
+def cmd_device(args) -> None:
+    from .runtime import device
+
+    if args.action == "profiles":
+        for prof in device.PROFILES.values():
+            print(f"{prof.name:15s} {prof.threads} threads  {prof.description}")
+        return
+    root = device.prepare(args.arch, Path(args.cache_dir) if args.cache_dir else None,
+                          executorch=args.action == "prepare" or args.backend == "executorch")
+    if args.action == "prepare":
+        print(f"userland ready at {root}")
+        return
+    if not args.bundle:
+        raise UserError("device run needs --bundle")
+    from .runtime.device_run import run_on_device
+
+    report = run_on_device(root, args.bundle, args.backend, args.baseline, args.runs, args.count_instructions)
+    _write_json(args.json, report)
+    if not report["parity"]["passed"]:
+        raise UserError(f"the emulated device does not reproduce the golden vectors "
+                        f"({report['parity']['min_psnr_db']:.1f} dB < 40)")
+
+
+@command("compare", "the equal-latency table: every policy, same noise, quality and MACs (Markdown + JSON)")
+@_args(lambda p: (
+    _model_arg(p),
+    p.add_argument("--per-class", type=int, default=100, help="samples per class per row (default: %(default)s)"),
+    p.add_argument("--seed", type=int, default=0),
+    p.add_argument("--cfg", type=float, default=1.5),
+    p.add_argument("--rows", help="comma-separated row names to run (default: all); DDIM-50 always runs"),
+    p.add_argument("--out", default="results", help="folder for compare.md and compare.json"),
+))
+def cmd_compare(args) -> None:
+    from .checkpoints import resolve_model
+    from .compare import compare, default_rows, to_markdown, write_report
+
+    rows = default_rows()
+    if args.rows:
+        wanted = {r.strip() for r in args.rows.split(",")}
+        unknown = wanted - {r.name for r in rows}
+        if unknown:
+            raise UserError(f"unknown rows {sorted(unknown)}; known: {[r.name for r in rows]}")
+        rows = [r for r in rows if r.name in wanted or r.name == "DDIM-50"]
+    report = compare(resolve_model(args.model), rows, args.per_class, args.seed, args.cfg)
+    command = "lazydit " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["compare"] else "lazydit compare"
+    write_report(report, args.out, command)
+    print(to_markdown(report))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -85,7 +85,7 @@ def image_folder(root: str | Path, size: int, channels: int = 1) -> ImageDataset
             with Image.open(path) as im:
                 im = im.convert(mode).resize((size, size), Image.BICUBIC)
                 arr = np.asarray(im, dtype=np.uint8)
-            images.append(arr if channels == 1 else arr)
+            images.append(arr)
             labels.append(label)
     if not images:
         raise ValueError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found under {root}")

@@ -93,3 +93,26 @@ def read_samples(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
 def save_generated(out_dir: str | Path, images: torch.Tensor, labels: torch.Tensor) -> Path:
     return write_samples(out_dir, to_uint8(images), labels.numpy())
+
+
+def sample_bundle(bundle_dir: str | Path, backend: str, per_class: int, seed: int = 0, cfg_scale: float = 1.5,
+                  progress: bool = True) -> tuple[np.ndarray, np.ndarray, float]:
+    """The same sample set as :func:`generate` (same noise per index), produced by a bundle."""
+    from .runtime.backends import create_backend
+    from .runtime.bundle import Bundle
+    from .runtime.loop import run_bundle
+
+    bundle = Bundle.load(bundle_dir)
+    runner = create_backend(backend, bundle)
+    m = bundle.manifest["model"]
+    shape = (m["image"]["channels"], m["image"]["height"], m["image"]["width"])
+    labels = class_labels(m["num_classes"], per_class).numpy()
+    noise = initial_noise(len(labels), shape, seed).numpy()
+    images, elapsed = [], 0.0
+    for i in tqdm(range(len(labels)), desc=f"sample {backend}", disable=not progress, leave=False):
+        state = {"x": noise[i : i + 1], "y": labels[i : i + 1].astype(np.int64),
+                 "cfg_scale": np.array([cfg_scale], np.float32)}
+        result = run_bundle(runner, state)
+        elapsed += result.total_seconds
+        images.append(result.image[0])
+    return np.stack(images), labels, elapsed / len(labels)

@@ -91,5 +91,5 @@ def train(model_config: DiTConfig, data: ImageDataset, out: str | Path, cfg: Tra
             snapshot = {"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
                         "generator": gen.get_state(), "step": done, "train_config": asdict(cfg),
                         "model_config": model_config.to_dict()}
-            atomic_write(state_path, lambda tmp: torch.save(snapshot, tmp))
+            atomic_write(state_path, lambda tmp, s=snapshot: torch.save(s, tmp))
     return save_model(ema.eval(), out / "model", dtype=save_dtype, metadata={"train_config": asdict(cfg), "dataset_size": n})

@@ -96,43 +96,48 @@ class OnnxRuntimeBackend(Backend):
 
 @register_backend("executorch")
 class ExecuTorchBackend(Backend):
+    """ExecuTorch through its pybindings module directly (no exporter imports), so the same code
+    runs on the desktop and inside the emulated ARM64 userland."""
+
     fmt = "executorch"
 
     def __init__(self, bundle: Bundle, threads: int | None = None):
         super().__init__(bundle, threads)
+        from .device import executorch_bindings
+
+        bindings = executorch_bindings()
         import torch
-        from executorch.runtime import Runtime
 
         self.torch = torch
         if threads:
             torch.set_num_threads(threads)
         art = bundle.artifact(self.fmt)
-        path = bundle.root / next(iter(art["files"]))["path"]
+        path = bundle.root / next(f["path"] for f in art["files"] if f["path"].endswith(".pte"))
         try:
-            self.program = Runtime.get().load_program(str(path))
-            self.loaded = {m: self.program.load_method(m) for m in art["methods"].values()}
-        except Exception as err:  # executorch raises RuntimeError/ValueError for bad programs
+            self.module = bindings._load_for_executorch(str(path))
+        except Exception as err:  # the bindings raise RuntimeError/ValueError for bad programs
             raise BundleError(f"ExecuTorch cannot load {path.name}: {err} (truncated or corrupt? re-export)") from err
+        missing = set(art["methods"].values()) - set(self.module.method_names())
+        if missing:
+            raise BundleError(f"{path.name} lacks methods {sorted(missing)} named in the manifest; re-export")
         self.names = art["methods"]
 
-    def input_names(self, method: str) -> list[str] | None:
-        meta = self.loaded[self.names[method]].metadata
-        count = meta.num_inputs()
-        want = self.bundle.methods[method]["inputs"]
-        if count != len(want):
-            raise BundleError(f"executorch: method {method} takes {count} inputs, the manifest lists {len(want)}")
-        return None  # .pte programs carry no input names; the count is checked
+    def _count(self, method: str, kind: str) -> None:
+        meta = self.module.method_meta(self.names[method])
+        have = meta.num_inputs() if kind == "inputs" else meta.num_outputs()
+        want = len(self.bundle.methods[method][kind])
+        if have != want:
+            raise BundleError(f"executorch: method {method} has {have} {kind}, the manifest lists {want}")
 
-    def output_names(self, method: str) -> list[str] | None:
-        count = self.loaded[self.names[method]].metadata.num_outputs()
-        want = self.bundle.methods[method]["outputs"]
-        if count != len(want):
-            raise BundleError(f"executorch: method {method} returns {count} outputs, the manifest lists {len(want)}")
-        return None
+    def input_names(self, method: str) -> None:
+        self._count(method, "inputs")  # a .pte carries no tensor names; the count is checked
+
+    def output_names(self, method: str) -> None:
+        self._count(method, "outputs")
 
     def run(self, method: str, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        tensors = [self.torch.from_numpy(np.ascontiguousarray(a)) for a in inputs]
-        return [o.numpy() for o in self.loaded[self.names[method]].execute(tensors)]
+        tensors = tuple(self.torch.from_numpy(np.ascontiguousarray(a)) for a in inputs)
+        return [o.numpy() for o in self.module.run_method(self.names[method], tensors)]
 
 
 @register_backend("torch")

@@ -1,0 +1,39 @@
+# Set-up and the two entry points. `make demo` and `make test` each create the environment first.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+OUT ?= out
+STEPS ?= 20
+RATIO ?= 0.5
+
+.PHONY: demo test test-slow lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+# Export the default model's LazyDiT bundle for phones (ExecuTorch, Core ML, ONNX), check its
+# latency on desktop onnxruntime against the no-skip bundle, and write samples.
+demo: $(STAMP)
+	$(BIN)/lazydit plan --policy lazydit --steps $(STEPS) --ratio $(RATIO) --out $(OUT)/plan.json
+	$(BIN)/lazydit export --plan $(OUT)/plan.json --out $(OUT)/bundle-lazy --force
+	$(BIN)/lazydit export --steps $(STEPS) --formats onnx --out $(OUT)/bundle-full --force
+	$(BIN)/lazydit bench --bundle $(OUT)/bundle-lazy --baseline $(OUT)/bundle-full --backend onnxruntime \
+		--threads 2 --warmup 3 --runs 20 --json $(OUT)/bench.json --plot $(OUT)/bench.png
+	$(BIN)/lazydit sample --bundle $(OUT)/bundle-lazy --backend onnxruntime --per-class 8 --out $(OUT)/samples
+	@echo "bundle: $(OUT)/bundle-lazy  latency: $(OUT)/bench.json  samples: $(OUT)/samples/grid.png"
+
+test: $(STAMP)
+	$(BIN)/pytest -q
+
+test-slow: $(STAMP)
+	$(BIN)/pytest -q -m slow
+
+lint: $(STAMP)
+	$(BIN)/ruff check lazydit export runtime tests
+
+clean:
+	rm -rf $(OUT) .pytest_cache

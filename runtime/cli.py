@@ -1,0 +1,55 @@
+"""Torch-free entry point for running bundles: ``python -m lazydit.runtime.cli verify|bench``.
+
+``lazydit verify`` and ``lazydit bench`` call the same functions; this module exists so the
+emulated ARM64 userland, which has numpy and the backends but not the exporter, can run them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .bundle import Bundle, BundleError
+
+
+def verify_bundle(bundle: str, backend: str, threads: int | None = None) -> dict:
+    from .backends import create_backend
+    from .loop import verify
+
+    b = Bundle.load(bundle)
+    result = verify(create_backend(backend, b, threads))
+    result["bundle"] = bundle
+    result["passed"] = result["min_psnr_db"] >= 40.0
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lazydit.runtime.cli")
+    sub = parser.add_subparsers(dest="command", required=True)
+    v = sub.add_parser("verify", help="replay a bundle's golden vectors")
+    b = sub.add_parser("bench", help="time a bundle (and a baseline, interleaved)")
+    for p in (v, b):
+        p.add_argument("--bundle", required=True)
+        p.add_argument("--backend", default="onnxruntime")
+        p.add_argument("--threads", type=int, default=None)
+    b.add_argument("--baseline")
+    b.add_argument("--warmup", type=int, default=1)
+    b.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "verify":
+            result = verify_bundle(args.bundle, args.backend, args.threads)
+        else:
+            from .bench import bench
+
+            result = bench(args.bundle, args.backend, args.baseline, args.threads, args.warmup, args.runs)
+    except BundleError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(result))
+    return 0 if result.get("passed", True) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

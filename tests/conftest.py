@@ -1,0 +1,70 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from lazydit.checkpoints import save_model
+from lazydit.model import DiT, DiTConfig
+from lazydit.plans import Plan
+
+TINY = DiTConfig(input_size=8, patch_size=2, in_channels=1, hidden_size=32, depth=3, num_heads=2,
+                 num_classes=10, learn_sigma=False, name="tiny")
+
+# Every kind of cell: reuse, forecast (with its slope), recompute, and a step identical to an
+# earlier one so methods are shared.
+TINY_PLAN_CELLS = [
+    ["CC", "CC", "CC"],
+    ["RC", "CR", "RR"],
+    ["CC", "RC", "CC"],
+    ["FR", "CF", "FF"],
+    ["CC", "CC", "CC"],
+    ["RC", "CR", "RR"],
+]
+
+
+def make_tiny_model(seed: int = 0) -> DiT:
+    torch.manual_seed(seed)
+    model = DiT(TINY)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.normal_(0, 0.1)
+    return model.eval()
+
+
+def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "lazydit.cli", *args], capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"lazydit {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> DiT:
+    return make_tiny_model()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory, tiny_model) -> Path:
+    return save_model(tiny_model, tmp_path_factory.mktemp("model") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_plan_path(tmp_path_factory, tiny_model) -> Path:
+    plan = Plan(len(TINY_PLAN_CELLS), TINY.depth, TINY_PLAN_CELLS, policy="random", params={"ratio": 0.4})
+    path = tmp_path_factory.mktemp("plan") / "plan.json"
+    plan.save(path, tiny_model.config)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory, tiny_model_path, tiny_plan_path) -> Path:
+    """A tiny lazy bundle exported through the real CLI (ONNX + ExecuTorch, gate on)."""
+    out = tmp_path_factory.mktemp("bundles") / "tiny"
+    run_cli("export", "--model", str(tiny_model_path), "--plan", str(tiny_plan_path),
+            "--formats", "onnx,executorch", "--label", "3", "--out", str(out))
+    assert json.loads((out / "manifest.json").read_text())["format"] == "lazydit-bundle"
+    return out

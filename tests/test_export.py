@@ -1,0 +1,174 @@
+"""Export through the real CLI, then prove the bundle against its golden vectors on every
+runnable backend, and refuse every kind of broken bundle."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from lazydit.runtime.backends import create_backend
+from lazydit.runtime.bundle import Bundle, BundleError
+from lazydit.runtime.loop import run_bundle, verify
+from lazydit.runtime.tensorfile import read_tensors
+
+from conftest import TINY_PLAN_CELLS, run_cli
+
+
+def test_bundle_layout_and_shared_methods(tiny_bundle):
+    m = json.loads((tiny_bundle / "manifest.json").read_text())
+    # steps 0 and 4 compute everything and feed the same later reads, so they share a method;
+    # steps 1 and 5 skip the same cells, but step 5 is last and writes nothing: not shared
+    assert m["steps"][0]["method"] == m["steps"][4]["method"]
+    assert m["steps"][1]["method"] != m["steps"][5]["method"]
+    assert len(m["methods"]) == 6 and "decode" in m["methods"]
+    assert (tiny_bundle / "model.pte").is_file() and (tiny_bundle / "onnx" / "weights.bin").is_file()
+    golden = read_tensors(tiny_bundle / "golden.lzt")
+    assert golden["decode/out/image"].dtype == np.uint8 and golden["init/y"].tolist() == [3]
+    for i, step in enumerate(m["steps"]):
+        for inp in m["methods"][step["method"]]["inputs"]:
+            assert f"step/{i}/in/{inp['name']}" in golden
+
+
+def test_cache_liveness_reads_only_what_is_skipped(tiny_bundle):
+    m = json.loads((tiny_bundle / "manifest.json").read_text())
+    for step in m["steps"]:
+        k = step["index"]
+        method = m["methods"][step["method"]]
+        reads = {i["source"] for i in method["inputs"] if i["source"].startswith("cache:")}
+        for src in reads:
+            block, module = src.removeprefix("cache:").split(".")[:2]
+            column = ["attn", "mlp"].index(module)
+            cell = TINY_PLAN_CELLS[k][int(block)][column]
+            if src.endswith(".slope"):
+                assert cell == "F"
+            elif cell == "C":  # computing: reads the old output only to form a slope for a later forecast
+                later = [row[int(block)][column] for row in TINY_PLAN_CELLS[k + 1 :]]
+                upto = later.index("C") if "C" in later else len(later)
+                assert "F" in later[:upto]
+            else:
+                assert cell in "RF"
+    first = m["methods"][m["steps"][0]["method"]]
+    assert not any(i["source"].startswith("cache:") for i in first["inputs"])
+    last = m["methods"][m["steps"][-1]["method"]]
+    assert [o["target"] for o in last["outputs"]] == ["x"]  # nothing is read after the last step
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "executorch", "torch"])
+def test_golden_vectors_replay_on_every_backend(tiny_bundle, backend):
+    result = verify(create_backend(backend, Bundle.load(tiny_bundle)))
+    assert result["min_psnr_db"] >= 40, result
+
+
+def test_verify_cli_reports_per_step_psnr(tiny_bundle):
+    proc = run_cli("verify", "--bundle", str(tiny_bundle), "--backend", "onnxruntime")
+    report = json.loads(proc.stdout)
+    assert report["passed"] and len(report["per_step_psnr_db"]) == len(TINY_PLAN_CELLS)
+
+
+def _copy(bundle, tmp_path):
+    dst = tmp_path / "b"
+    shutil.copytree(bundle, dst)
+    return dst
+
+
+def test_tampered_artifact_is_refused(tiny_bundle, tmp_path):
+    b = _copy(tiny_bundle, tmp_path)
+    with open(b / "onnx" / "weights.bin", "r+b") as f:
+        f.seek(100)
+        f.write(b"\x00\x01\x02\x03")
+    with pytest.raises(BundleError, match="does not match its sha256"):
+        Bundle.load(b)
+    proc = run_cli("verify", "--bundle", str(b), check=False)
+    assert proc.returncode == 2 and "sha256" in proc.stderr
+
+
+def test_missing_artifact_is_refused(tiny_bundle, tmp_path):
+    b = _copy(tiny_bundle, tmp_path)
+    (b / "model.pte").unlink()
+    with pytest.raises(BundleError, match="model.pte is missing"):
+        Bundle.load(b)
+
+
+def test_manifest_io_names_that_do_not_match_the_graph_are_refused(tiny_bundle, tmp_path):
+    b = _copy(tiny_bundle, tmp_path)
+    m = json.loads((b / "manifest.json").read_text())
+    method = m["steps"][0]["method"]
+    m["methods"][method]["outputs"][0]["name"] = "x_renamed"
+    (b / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(BundleError, match="do not match the manifest"):
+        create_backend("onnxruntime", Bundle.load(b))
+
+
+def test_truncated_pte_is_refused(tiny_bundle, tmp_path):
+    b = _copy(tiny_bundle, tmp_path)
+    pte = b / "model.pte"
+    pte.write_bytes(pte.read_bytes()[: pte.stat().st_size // 3])
+    m = json.loads((b / "manifest.json").read_text())
+    from lazydit.export.formats import sha256
+
+    for f in m["artifacts"]["executorch"]["files"]:  # re-hash so the loader itself must notice
+        f["sha256"], f["bytes"] = sha256(pte), pte.stat().st_size
+    (b / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(BundleError, match="ExecuTorch cannot load"):
+        create_backend("executorch", Bundle.load(b))
+
+
+def test_unknown_backend_is_refused(tiny_bundle):
+    with pytest.raises(BundleError, match="unknown backend"):
+        create_backend("tflite", Bundle.load(tiny_bundle))
+
+
+def test_coreml_backend_needs_macos(tiny_bundle):
+    import sys
+
+    if sys.platform == "darwin":
+        pytest.skip("on macOS the Core ML backend runs")
+    with pytest.raises(BundleError, match="needs macOS"):
+        create_backend("coreml", Bundle.load(tiny_bundle))
+
+
+def test_existing_bundle_is_not_overwritten_without_force(tiny_bundle, tiny_model_path):
+    proc = run_cli("export", "--model", str(tiny_model_path), "--steps", "3", "--formats", "onnx",
+                   "--out", str(tiny_bundle), check=False)
+    assert proc.returncode == 2 and "--force" in proc.stderr
+
+
+def test_plan_for_another_model_is_refused_and_nothing_is_left(tiny_model_path, tmp_path):
+    plan = {"format": "lazydit-plan", "version": 1, "policy": "ddim", "params": {},
+            "sampler": {"name": "ddim", "steps": 2, "eta": 0.0}, "model": {"depth": 8}, "cells": ["CC " * 8] * 2}
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    out = tmp_path / "bundle"
+    proc = run_cli("export", "--model", str(tiny_model_path), "--plan", str(tmp_path / "plan.json"),
+                   "--formats", "onnx", "--out", str(out), check=False)
+    assert proc.returncode == 2 and "8-block model" in proc.stderr
+    assert list(tmp_path.iterdir()) == [tmp_path / "plan.json"]
+
+
+def test_bundle_sampling_matches_eager_sampling(tiny_bundle, tiny_model_path, tiny_plan_path, tmp_path):
+    run_cli("sample", "--bundle", str(tiny_bundle), "--backend", "onnxruntime", "--per-class", "1",
+            "--out", str(tmp_path / "bundle"))
+    run_cli("sample", "--model", str(tiny_model_path), "--plan", str(tiny_plan_path), "--per-class", "1",
+            "--out", str(tmp_path / "eager"))
+    a, b = np.load(tmp_path / "bundle" / "samples.npz"), np.load(tmp_path / "eager" / "samples.npz")
+    assert np.array_equal(a["labels"], b["labels"])
+    assert np.abs(a["images"].astype(int) - b["images"].astype(int)).max() <= 1
+
+
+def test_run_loop_hands_backend_outputs_through_unchanged(tiny_bundle):
+    backend = create_backend("onnxruntime", Bundle.load(tiny_bundle))
+    seen = {}
+
+    class Spy:
+        def __init__(self, inner):
+            self.inner, self.bundle, self.name = inner, inner.bundle, "spy"
+
+        def run(self, method, inputs):
+            outs = self.inner.run(method, inputs)
+            seen.setdefault("ids", []).append((method, [id(o) for o in outs], [id(i) for i in inputs]))
+            return outs
+
+    run_bundle(Spy(backend), backend.bundle.initial_state())
+    produced = {i for _, outs, _ in seen["ids"] for i in outs}
+    consumed = {i for _, _, ins in seen["ids"] for i in ins}
+    assert produced & consumed  # caches and x travel as the very objects the backend returned
