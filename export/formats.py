@@ -156,8 +156,9 @@ def write_coreml(job: ExportJob, out: Path) -> dict:
                 desc.default_function_name = g.name
             desc.add_function(str(part), src_function_name="main", target_function_name=g.name)
         path = out / "model.mlpackage"
-        ct.utils.save_multifunction(desc, str(path))
-        merged = ct.models.MLModel(str(path), skip_model_load=True, function_name=job.graphs[0].name)
+        unstamped = tmp / "merged.mlpackage"
+        ct.utils.save_multifunction(desc, str(unstamped))
+        merged = ct.models.MLModel(str(unstamped), skip_model_load=True, function_name=job.graphs[0].name)
         merged.author = job.metadata.get("author", "")
         merged.license = job.metadata.get("license", "")
         merged.version = job.metadata.get("version", "")

@@ -149,6 +149,9 @@ class StepGraph(nn.Module):
 class DecodeGraph(nn.Module):
     """Final sample in [-1, 1] -> uint8 image, [1, H, W] grey or [1, H, W, 3] RGB."""
 
+    input_names = ["x"]
+    output_names = ["image"]
+
     def __init__(self, channels: int):
         super().__init__()
         self.channels = channels
@@ -167,8 +170,9 @@ def example_inputs(model: DiT, spec: StepSpec) -> tuple[torch.Tensor, ...]:
         "cfg_scale": torch.ones(1),
         **{s: torch.ones(1) * 0.5 for s in SCALARS},
     }
-    cache = torch.zeros(2, c.num_tokens, c.hidden_size)
-    return tuple(shapes.get(name, cache) for name, _ in spec.inputs())
+    # one tensor per input: torch.export treats a tensor passed twice as one aliased input
+    return tuple(shapes[name] if name in shapes else torch.zeros(2, c.num_tokens, c.hidden_size)
+                 for name, _ in spec.inputs())
 
 
 def cache_shape(model: DiT) -> list[int]:

@@ -231,6 +231,8 @@ def cmd_train_gates(args) -> None:
     p.add_argument("--forecast", action="store_true", help="forecast skipped modules instead of reusing them"),
     p.add_argument("--gates", help="gate file (default: the shipped gates for --steps)"),
     p.add_argument("--calib-per-class", type=int, default=4, help="lazydit calibration trajectories per class"),
+    p.add_argument("--budget", default="global", choices=("global", "per-step"),
+                   help="lazydit/l2c: rank every cell together, or skip the same number in every step"),
     p.add_argument("--seed", type=int, default=0),
     p.add_argument("--out", required=True, help="plan JSON to write"),
 ))
@@ -240,7 +242,8 @@ def cmd_plan(args) -> None:
 
     model = resolve_model(args.model)
     req = PlanRequest(steps=args.steps, ratio=args.ratio, threshold=args.threshold, interval=args.interval,
-                      seed=args.seed, gates_path=args.gates, calib_per_class=args.calib_per_class)
+                      seed=args.seed, gates_path=args.gates, calib_per_class=args.calib_per_class,
+                      budget=args.budget)
     plan = make_plan(args.policy, model, req)
     if args.forecast:
         plan = plan.with_forecast()

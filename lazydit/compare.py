@@ -38,13 +38,16 @@ def default_rows() -> list[Row]:
     rows = [Row(f"DDIM-{n}", "ddim", n) for n in (50, 25, 20, 10, 5)]
     lazy = [Row(f"LazyDiT-{n} @{int(r * 100)}%", "lazydit", n, ratio=r) for n, r in ((50, 0.5), (20, 0.5), (10, 0.5),
                                                                                      (10, 0.3))]
+    lazy += [Row(f"LazyDiT-{n} @50% per-step", "lazydit", n, ratio=0.5, params={"budget": "per-step"})
+             for n in (20, 10)]
     rows += lazy
-    rows += [Row(r.name + " dynamic", "lazydit", r.steps, ratio=r.ratio, dynamic=True) for r in lazy]
+    rows += [Row(r.name + " dynamic", "lazydit", r.steps, ratio=r.ratio, dynamic=True) for r in lazy[:4]]
     others = [Row("FORA-20 n=2", "fora", 20, interval=2), Row("FORA-20 n=3", "fora", 20, interval=3),
               Row("FORA-10 n=2", "fora", 10, interval=2), Row("L2C-20 @50%", "l2c", 20, ratio=0.5),
               Row("random-20 @50%", "random", 20, ratio=0.5)]
     rows += others
-    rows += [Row(r.name + " +forecast", r.policy, r.steps, r.ratio, r.interval, forecast=True) for r in lazy + others]
+    rows += [Row(r.name + " +forecast", r.policy, r.steps, r.ratio, r.interval, forecast=True, params=r.params)
+             for r in lazy + others]
     return rows
 
 
@@ -64,7 +67,8 @@ def _dynamic_decider(model: DiT, plan: Plan, steps: int):
 
 def run_row(model: DiT, row: Row, per_class: int, seed: int, cfg: float, reference: torch.Tensor | None,
             progress: bool = True) -> tuple[dict, torch.Tensor]:
-    plan = make_plan(row.policy, model, PlanRequest(steps=row.steps, ratio=row.ratio, interval=row.interval))
+    plan = make_plan(row.policy, model, PlanRequest(steps=row.steps, ratio=row.ratio, interval=row.interval,
+                                                    budget=row.params.get("budget", "global")))
     if row.forecast:
         plan = plan.with_forecast()
     factory, extra = None, {}

@@ -20,6 +20,7 @@ class PlanRequest:
     seed: int = 0
     gates_path: str | None = None
     calib_per_class: int = 4
+    budget: str = "global"  # lazydit/l2c: rank all cells together, or give every step the same budget
 
 
 POLICIES: dict[str, Callable[[DiT, PlanRequest], Plan]] = {}
@@ -92,12 +93,25 @@ def _from_scores(model: DiT, req: PlanRequest, scores: torch.Tensor, policy: str
     if req.threshold is not None:
         chosen = {cells[i] for i in (values < req.threshold).nonzero().squeeze(1).tolist()}
         params = {**params, "threshold": req.threshold}
-    else:
+    elif req.budget == "per-step":
+        ratio = req.ratio if req.ratio is not None else 0.5
+        count = skip_count(req.steps, depth, ratio)
+        per_step = depth * len(MODULES)
+        chosen = set()
+        for j, k in enumerate(range(1, req.steps)):  # spread the skips as evenly as the count allows
+            quota = (count * (j + 1)) // (req.steps - 1) - (count * j) // (req.steps - 1)
+            step_cells = cells[j * per_step : (j + 1) * per_step]
+            order = torch.argsort(values[j * per_step : (j + 1) * per_step], stable=True)[:quota]
+            chosen |= {step_cells[i] for i in order.tolist()}
+        params = {**params, "ratio": ratio, "budget": "per-step"}
+    elif req.budget == "global":
         ratio = req.ratio if req.ratio is not None else 0.5
         count = skip_count(req.steps, depth, ratio)
         order = torch.argsort(values, stable=True)[:count]
         chosen = {cells[i] for i in order.tolist()}
         params = {**params, "ratio": ratio}
+    else:
+        raise PlanError(f"unknown budget {req.budget!r}; use global or per-step")
     return Plan.from_skips(req.steps, depth, chosen, policy=policy, params=params)
 
 

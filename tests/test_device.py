@@ -289,3 +289,17 @@ def test_instruction_counts_under_emulation():
     assert float(work.process.stdout) == 64.0**3
     assert 1e6 < idle.instructions < work.instructions
     print("instructions:", idle.instructions, work.instructions)
+
+
+@pytest.mark.slow
+def test_tiny_bundle_runs_under_emulation_with_parity(tiny_bundle, tmp_path):
+    """`lazydit device run` on the exported tiny bundle: golden parity on both aarch64 backends."""
+    from conftest import run_cli
+
+    for backend in ("onnxruntime", "executorch"):
+        out = tmp_path / f"{backend}.json"
+        run_cli("device", "run", "--bundle", str(tiny_bundle), "--backend", backend, "--runs", "1",
+                "--json", str(out))
+        report = json.loads(out.read_text())
+        assert report["parity"]["passed"] and report["parity"]["min_psnr_db"] >= 40, report["parity"]
+        assert report["bench"]["benchmarks"][0]["avg_inference_latency(ms)"] > 0
