@@ -59,6 +59,19 @@ def _write_json(path: str | None, data: dict | list) -> None:
     print(text, end="")
 
 
+def _quiet_exporters() -> None:
+    """The exporters' own deprecation chatter would bury the progress lines; errors still show."""
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"(torch|coremltools|executorch|onnxscript)")
+    for name in ("torch.onnx", "torch._export", "torch.export", "coremltools", "executorch", "onnxscript",
+                 "torch.utils._pytree"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def _resolve(args) -> tuple:
     """Model and plan for a sampling command, checked against each other."""
     from .checkpoints import resolve_model
@@ -273,6 +286,7 @@ def cmd_plan(args) -> None:
     p.add_argument("--out", required=True, help="bundle folder"),
 ))
 def cmd_export(args) -> None:
+    _quiet_exporters()
     from .checkpoints import resolve_model
     from .export.bundle import ExportOptions, export_bundle, timing_model
     from .plans import Plan

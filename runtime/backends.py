@@ -136,7 +136,8 @@ class ExecuTorchBackend(Backend):
         self._count(method, "outputs")
 
     def run(self, method: str, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        tensors = tuple(self.torch.from_numpy(np.ascontiguousarray(a)) for a in inputs)
+        # golden arrays are read-only views of the file; torch wants writable memory (copied only then)
+        tensors = tuple(self.torch.from_numpy(np.require(a, requirements=("C", "W"))) for a in inputs)
         return [o.numpy() for o in self.module.run_method(self.names[method], tensors)]
 
 
@@ -164,7 +165,7 @@ class TorchBackend(Backend):
 
     def run(self, method: str, inputs: list[np.ndarray]) -> list[np.ndarray]:
         with self.torch.no_grad():
-            outs = self.graphs[method](*[self.torch.from_numpy(np.ascontiguousarray(a)) for a in inputs])
+            outs = self.graphs[method](*[self.torch.from_numpy(np.require(a, requirements=("C", "W"))) for a in inputs])
         return [o.numpy() for o in (outs if isinstance(outs, tuple) else (outs,))]
 
 

@@ -20,7 +20,7 @@ def verify_bundle(bundle: str, backend: str, threads: int | None = None) -> dict
     b = Bundle.load(bundle)
     result = verify(create_backend(backend, b, threads))
     result["bundle"] = bundle
-    result["passed"] = result["min_psnr_db"] >= 40.0
+    result["passed"] = bool(result["min_psnr_db"] >= 40.0)
     return result
 
 

@@ -55,7 +55,7 @@ def run_bundle(backend: Backend, initial: dict[str, np.ndarray],
 
 def psnr(a: np.ndarray, b: np.ndarray, data_range: float) -> float:
     mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(data_range**2 / mse)
+    return float("inf") if mse == 0 else float(10 * np.log10(data_range**2 / mse))
 
 
 def verify(backend: Backend, golden: dict[str, np.ndarray] | None = None) -> dict:
