@@ -92,7 +92,7 @@ def build_manifest(model: DiT, plan: Plan, options: ExportOptions) -> dict:
     return {
         "format": "lazydit-bundle", "version": 1,
         "model": {"name": c.name, "config": c.to_dict(), "weights_hash": weights_hash(model),
-                  "image": {"height": c.input_size, "width": c.input_size, "channels": c.in_channels},
+                  "image": {"height": c.input_size, "width": c.input_size, "channels": 1 if c.in_channels == 1 else 3},
                   "num_classes": c.num_classes, "null_class": c.num_classes, "timing_only": options.timing_only},
         "sampler": schedule.to_dict(),
         "plan": plan.to_dict(config),

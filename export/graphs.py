@@ -158,7 +158,8 @@ class DecodeGraph(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         img = torch.round((torch.clamp(x, -1.0, 1.0) + 1.0) * 127.5)
-        img = img[:, 0] if self.channels == 1 else img.permute(0, 2, 3, 1)
+        # a latent model's timing bundle has no VAE: its first three channels stand in for RGB
+        img = img[:, 0] if self.channels == 1 else img[:, :3].permute(0, 2, 3, 1)
         return img.to(torch.uint8)
 
 

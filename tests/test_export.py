@@ -172,3 +172,14 @@ def test_run_loop_hands_backend_outputs_through_unchanged(tiny_bundle):
     produced = {i for _, outs, _ in seen["ids"] for i in outs}
     consumed = {i for _, _, ins in seen["ids"] for i in ins}
     assert produced & consumed  # caches and x travel as the very objects the backend returned
+
+
+def test_weights_are_stored_once_per_format(tiny_bundle, tiny_model):
+    weight_bytes = sum(p.numel() * 4 for p in tiny_model.state_dict().values())
+    m = json.loads((tiny_bundle / "manifest.json").read_text())
+    methods = len(m["methods"]) - 1
+    assert methods >= 4  # duplicated weights would make the files several times the weights
+    pte = (tiny_bundle / "model.pte").stat().st_size
+    onnx_weights = (tiny_bundle / "onnx" / "weights.bin").stat().st_size
+    assert pte < 1.6 * weight_bytes, (pte, weight_bytes)
+    assert onnx_weights < 1.3 * weight_bytes, (onnx_weights, weight_bytes)
