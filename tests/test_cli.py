@@ -45,3 +45,13 @@ def test_bad_input_exits_2_with_one_line(tmp_path):
     assert not (tmp_path / "o").exists()
     proc = run_cli("plan", "--policy", "magic", "--steps", "4", "--out", str(tmp_path / "p.json"), check=False)
     assert proc.returncode == 2 and "unknown policy" in proc.stderr
+
+
+def test_lazydit_plan_works_out_of_the_box_with_the_shipped_gates(tmp_path):
+    out = tmp_path / "plan.json"
+    proc = run_cli("plan", "--policy", "lazydit", "--steps", "20", "--ratio", "0.5", "--calib-per-class", "1",
+                   "--out", str(out))
+    assert "160 modules skipped" in proc.stdout
+    plan = json.loads(out.read_text())
+    assert plan["policy"] == "lazydit" and plan["cells"][0] == " ".join(["CC"] * 8)
+    assert plan["lazy_ratio"]["modules"] == 0.5 and 0 < plan["lazy_ratio"]["macs"] < 1
