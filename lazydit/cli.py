@@ -448,11 +448,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _, _, run = COMMANDS[args.command]
     from .checkpoints import CheckpointError
+    from .export.bundle import ExportError
     from .plans import PlanError
+    from .runtime.device import DeviceError
 
     try:
         run(args)
-    except (UserError, CheckpointError, PlanError, FileNotFoundError, ValueError) as err:
+    except (UserError, CheckpointError, PlanError, ExportError, DeviceError, FileNotFoundError, ValueError) as err:
         print(f"lazydit {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -183,3 +183,24 @@ def test_weights_are_stored_once_per_format(tiny_bundle, tiny_model):
     onnx_weights = (tiny_bundle / "onnx" / "weights.bin").stat().st_size
     assert pte < 1.6 * weight_bytes, (pte, weight_bytes)
     assert onnx_weights < 1.3 * weight_bytes, (onnx_weights, weight_bytes)
+
+
+def test_bench_json_has_the_minibench_fields_and_a_comparison(tiny_bundle, tiny_model_path, tmp_path):
+    full = tmp_path / "full"
+    run_cli("export", "--model", str(tiny_model_path), "--steps", str(len(TINY_PLAN_CELLS)), "--formats", "onnx",
+            "--label", "3", "--out", str(full))
+    run_cli("bench", "--bundle", str(tiny_bundle), "--baseline", str(full), "--backend", "onnxruntime",
+            "--warmup", "1", "--runs", "3", "--json", str(tmp_path / "b.json"), "--plot", str(tmp_path / "b.png"))
+    report = json.loads((tmp_path / "b.json").read_text())
+    for record in report["benchmarks"]:
+        for field in ("avg_inference_latency(ms)", "trimmean_inference_latency(ms)", "model_load_time(ms)",
+                      "median_latency(ms)", "p90_latency(ms)", "per_step_latency(ms)", "harness_overhead_pct"):
+            assert field in record
+        assert len(record["per_step_latency(ms)"]) == len(TINY_PLAN_CELLS) and record["runs"] == 3
+    comp = report["comparison"]
+    assert comp["ideal_speedup_macs"] > 1  # the lazy plan skips work
+    assert comp["efficiency"] == pytest.approx(comp["measured_speedup"] / comp["ideal_speedup_macs"])
+    assert (tmp_path / "b.png").stat().st_size > 0
+    proc = run_cli("bench", "--bundle", str(tiny_bundle), "--baseline", str(tiny_bundle), "--backend",
+                   "onnxruntime", "--runs", "1", check=False)
+    assert proc.returncode == 2 and "baseline bundle skips modules" in proc.stderr
