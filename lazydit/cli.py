@@ -392,8 +392,7 @@ def cmd_device(args) -> None:
         for prof in device.PROFILES.values():
             print(f"{prof.name:15s} {prof.threads} threads  {prof.description}")
         return
-    root = device.prepare(args.arch, Path(args.cache_dir) if args.cache_dir else None,
-                          executorch=args.action == "prepare" or args.backend == "executorch")
+    root = device.prepare(args.arch, Path(args.cache_dir) if args.cache_dir else None, executorch=True)
     if args.action == "prepare":
         print(f"userland ready at {root}")
         return

@@ -115,9 +115,10 @@ class ExecuTorchBackend(Backend):
         path = bundle.root / next(f["path"] for f in art["files"] if f["path"].endswith(".pte"))
         try:
             self.module = bindings._load_for_executorch(str(path))
+            names = set(self.module.method_names())
         except Exception as err:  # the bindings raise RuntimeError/ValueError for bad programs
             raise BundleError(f"ExecuTorch cannot load {path.name}: {err} (truncated or corrupt? re-export)") from err
-        missing = set(art["methods"].values()) - set(self.module.method_names())
+        missing = set(art["methods"].values()) - names
         if missing:
             raise BundleError(f"{path.name} lacks methods {sorted(missing)} named in the manifest; re-export")
         self.names = art["methods"]

@@ -25,8 +25,9 @@ def _instructions_per_image(root: Path, bundle: str, backend: str) -> dict:
     """Instructions of one image: (load + 2 images) - (load + 1 image), so start-up and imports cancel."""
     counts = {}
     for runs in (1, 2):
+        # one thread: a spinning intra-op thread pool would add instructions that do no work
         args = ["-m", "lazydit.runtime.cli", "bench", "--bundle", str(bundle), "--backend", backend,
-                "--warmup", "0", "--runs", str(runs)]
+                "--threads", "1", "--warmup", "0", "--runs", str(runs)]
         counts[runs] = count_instructions(root, args).instructions
     per_image = counts[2] - counts[1]
     steps = len(Bundle.load(bundle, verify_hashes=False).steps)

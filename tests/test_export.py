@@ -181,7 +181,9 @@ def test_weights_are_stored_once_per_format(tiny_bundle, tiny_model):
     assert methods >= 4  # duplicated weights would make the files several times the weights
     pte = (tiny_bundle / "model.pte").stat().st_size
     onnx_weights = (tiny_bundle / "onnx" / "weights.bin").stat().st_size
-    assert pte < 1.6 * weight_bytes, (pte, weight_bytes)
+    # per-method graph overhead is large next to this tiny model's weights, so the bound is loose;
+    # one copy of the weights per method would be at least 5x
+    assert pte < 2.5 * weight_bytes, (pte, weight_bytes)
     assert onnx_weights < 1.3 * weight_bytes, (onnx_weights, weight_bytes)
 
 
