@@ -17,6 +17,7 @@ tensor: Core ML cannot return an input unchanged.)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -149,8 +150,8 @@ class StepGraph(nn.Module):
 class DecodeGraph(nn.Module):
     """Final sample in [-1, 1] -> uint8 image, [1, H, W] grey or [1, H, W, 3] RGB."""
 
-    input_names = ["x"]
-    output_names = ["image"]
+    input_names: ClassVar[list[str]] = ["x"]
+    output_names: ClassVar[list[str]] = ["image"]
 
     def __init__(self, channels: int):
         super().__init__()

@@ -2,10 +2,9 @@ import json
 
 import numpy as np
 import pytest
+from conftest import run_cli
 
 from lazydit.cli import COMMANDS
-
-from conftest import run_cli
 
 
 @pytest.mark.parametrize("name", sorted(COMMANDS))

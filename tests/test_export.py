@@ -6,13 +6,11 @@ import shutil
 
 import numpy as np
 import pytest
-
+from conftest import TINY_PLAN_CELLS, run_cli
 from lazydit.runtime.backends import create_backend
 from lazydit.runtime.bundle import Bundle, BundleError
 from lazydit.runtime.loop import run_bundle, verify
 from lazydit.runtime.tensorfile import read_tensors
-
-from conftest import TINY_PLAN_CELLS, run_cli
 
 
 def test_bundle_layout_and_shared_methods(tiny_bundle):

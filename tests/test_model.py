@@ -1,9 +1,8 @@
 import torch
+from conftest import make_tiny_model
 
 from lazydit.diffusion import DDIMSchedule, ddim_update, linear_alphas_cumprod
 from lazydit.model import MODULES, DiT_models, build_model
-
-from conftest import make_tiny_model
 
 
 def test_registry_has_every_official_size_and_the_default():

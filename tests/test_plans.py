@@ -2,6 +2,7 @@ import json
 
 import pytest
 import torch
+from conftest import TINY, TINY_PLAN_CELLS, make_tiny_model
 from torch.utils.flop_counter import FlopCounterMode
 
 from lazydit.diffusion import DDIMSchedule, ddim_update, guide, initial_noise
@@ -10,8 +11,6 @@ from lazydit.macs import plan_macs
 from lazydit.plans import Plan, PlanError
 from lazydit.policies import PlanRequest, make_plan, skip_count
 from lazydit.sampler import sample
-
-from conftest import TINY, TINY_PLAN_CELLS, make_tiny_model
 
 
 @pytest.fixture(scope="module")
