@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from lazydit.runtime.bundle import sha256
 from torch import nn
 
 FORMATS: dict[str, Callable[[ExportJob, Path], dict]] = {}
@@ -37,14 +38,6 @@ class ExportJob:
     graphs: list[GraphJob]
     metadata: dict[str, str]  # stamped into every artifact that has a place for it
     progress: Callable[[str], None] = lambda msg: None
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _export_program(g: GraphJob) -> torch.export.ExportedProgram:

@@ -20,7 +20,7 @@ class BundleError(ValueError):
     """A bundle that cannot be run; the message names the problem and the fix."""
 
 
-def _sha256(path: Path) -> str:
+def sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -99,7 +99,7 @@ class Bundle:
             path = self.root / entry["path"]
             if not path.is_file():
                 raise BundleError(f"artifact {entry['path']} is missing from {self.root}; re-export the bundle")
-            if _sha256(path) != entry["sha256"]:
+            if sha256(path) != entry["sha256"]:
                 raise BundleError(f"artifact {entry['path']} does not match its sha256 in the manifest "
                                   "(modified or corrupt); re-export the bundle")
 

@@ -103,7 +103,7 @@ def test_truncated_pte_is_refused(tiny_bundle, tmp_path):
     pte = b / "model.pte"
     pte.write_bytes(pte.read_bytes()[: pte.stat().st_size // 3])
     m = json.loads((b / "manifest.json").read_text())
-    from lazydit.export.formats import sha256
+    from lazydit.runtime.bundle import sha256
 
     for f in m["artifacts"]["executorch"]["files"]:  # re-hash so the loader itself must notice
         f["sha256"], f["bytes"] = sha256(pte), pte.stat().st_size
