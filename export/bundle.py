@@ -21,11 +21,11 @@ from lazydit import __version__
 from lazydit.checkpoints import weights_hash
 from lazydit.diffusion import DDIMSchedule, initial_noise
 from lazydit.macs import plan_macs
-from lazydit.model import MODULES, DiT, DiTConfig
+from lazydit.model import MODULES, DiT
 from lazydit.plans import Plan, PlanError
 
 from .formats import FORMATS, ExportJob, GraphJob, metadata_json, sha256
-from .graphs import SCALARS, DecodeGraph, StepGraph, cache_shape, example_inputs, step_specs
+from .graphs import DecodeGraph, StepGraph, cache_shape, example_inputs, step_specs
 
 PSNR_GATE_DB = 40.0
 FULL_GOLDEN_LIMIT = 64 << 20  # bytes; above it the golden file keeps each step's sample, not every cache
@@ -131,7 +131,8 @@ def eager_graphs(manifest: dict) -> dict[str, torch.nn.Module]:
     return graph_modules(model, Plan.from_dict(manifest["plan"]))
 
 
-def golden_vectors(model: DiT, plan: Plan, options: ExportOptions) -> dict[str, np.ndarray]:
+def golden_vectors(model: DiT, plan: Plan, options: ExportOptions,
+                   graphs: dict[str, torch.nn.Module]) -> dict[str, np.ndarray]:
     """Run the unique graphs eagerly over the steps and record every input and output; the
     sample after each step is checked against the reference sampler's."""
     from lazydit.sampler import sample
@@ -141,8 +142,8 @@ def golden_vectors(model: DiT, plan: Plan, options: ExportOptions) -> dict[str, 
     label = torch.tensor([options.label])
     reference = []
     sample(model, noise, label, plan, options.cfg_scale, on_step=lambda r: reference.append(r.x.clone()))
-    specs, _, step_methods = method_table(plan)
-    graphs = graph_modules(model, plan)
+    _, _, step_methods = method_table(plan)
+    specs = [graphs[name].spec for name in step_methods]
     schedule = DDIMSchedule(plan.steps)
     state = {"x": noise, "y": label, "cfg_scale": torch.tensor([options.cfg_scale])}
     golden = {"init/x": noise.numpy(), "init/y": label.numpy(), "init/cfg_scale": np.float32([options.cfg_scale])}
@@ -193,7 +194,7 @@ def export_bundle(model: DiT, plan: Plan | None, out: str | Path, options: Expor
         t0 = time.perf_counter()
         manifest = build_manifest(model, plan, options)
         graphs = graph_modules(model, plan)
-        golden = golden_vectors(model, plan, options)
+        golden = golden_vectors(model, plan, options, graphs)
         write_tensors(tmp / "golden.lzt", golden)
         _write_png(tmp / "sample.png", golden["decode/out/image"][0])
         manifest["golden"] = {"path": "golden.lzt", "sha256": sha256(tmp / "golden.lzt"), "label": options.label,
@@ -320,5 +321,3 @@ def timing_model(size: str, seed: int = 0) -> DiT:
             torch.nn.init.normal_(p, std=0.02)
     return model.eval()
 
-
-__all__ = ["SCALARS", "DiTConfig", "ExportError", "ExportOptions", "export_bundle", "timing_model"]
