@@ -5,9 +5,13 @@ into place only when every check passed, so a failure leaves nothing behind."""
 from __future__ import annotations
 
 import json
+import logging
+import multiprocessing
 import shutil
 import tempfile
 import time
+import traceback
+import warnings
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +35,9 @@ PSNR_GATE_DB = 40.0
 FULL_GOLDEN_LIMIT = 64 << 20  # bytes; above it the golden file keeps each step's sample, not every cache
 RUNNABLE = {"onnx": "onnxruntime", "executorch": "executorch"}
 DECODE = "decode"
+# Formats written side by side, one process per group: ExecuTorch lowering is the longest on
+# its own; Core ML and ONNX share one torch.export trace per method in the other process.
+FORMAT_GROUPS = (("executorch",), ("coreml", "onnx"))
 
 
 class ExportError(RuntimeError):
@@ -211,11 +218,10 @@ def export_bundle(model: DiT, plan: Plan | None, out: str | Path, options: Expor
             jobs.append(GraphJob(name, module, example, [i["name"] for i in spec_io["inputs"]],
                                  [o["name"] for o in spec_io["outputs"]]))
         options.timings["prepare_s"] = time.perf_counter() - t0
+        artifacts, timings = write_formats(jobs, stamp, options.formats, tmp, say)
         for fmt in options.formats:
-            t1 = time.perf_counter()
-            say(f"writing {fmt} ({len(jobs)} methods)")
-            manifest["artifacts"][fmt] = FORMATS[fmt](ExportJob(jobs, stamp, say), tmp)
-            options.timings[f"{fmt}_s"] = time.perf_counter() - t1
+            manifest["artifacts"][fmt] = artifacts[fmt]
+            options.timings[f"{fmt}_s"] = timings[fmt]
         _write_manifest(tmp, manifest)
         if options.check:
             t1 = time.perf_counter()
@@ -233,6 +239,88 @@ def export_bundle(model: DiT, plan: Plan | None, out: str | Path, options: Expor
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def format_groups(formats: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """The requested formats split into the groups written concurrently (order kept in a group)."""
+    grouped = [tuple(f for f in formats if f in group) for group in FORMAT_GROUPS]
+    rest = tuple(f for f in formats if not any(f in group for group in FORMAT_GROUPS))
+    return [g for g in [*grouped, rest] if g]
+
+
+def write_formats(jobs: list[GraphJob], stamp: dict, formats: tuple[str, ...], root: Path,
+                  say) -> tuple[dict[str, dict], dict[str, float]]:
+    """Write every format's artifacts into ``root``: the first group in this process, the other
+    groups in one spawned process running alongside. Any failure fails the whole export; the
+    other process is stopped before the error propagates."""
+    groups = format_groups(formats)
+    if len(groups) < 2:
+        return _write_group(jobs, stamp, formats, root, say)
+    here = groups[0]
+    there = tuple(f for g in groups[1:] for f in g)
+    ctx = multiprocessing.get_context("spawn")
+    receive, send = ctx.Pipe(duplex=False)
+    worker = ctx.Process(target=_group_worker, name=f"lazydit-export-{'-'.join(there)}", daemon=True,
+                         args=(send, jobs, stamp, there, root, _printer_start(say), _quiet_state()))
+    worker.start()
+    send.close()
+    try:
+        artifacts, timings = _write_group(jobs, stamp, here, root, say)
+        status, *result = _receive(receive, worker)
+        if status != "ok":
+            error, remote = result
+            raise ExportError(f"writing {', '.join(there)} failed: {error}\n{remote}")
+        artifacts.update(result[0])
+        timings.update(result[1])
+        return artifacts, timings
+    finally:
+        if worker.is_alive():
+            worker.terminate()
+        worker.join()
+        receive.close()
+
+
+def _write_group(jobs: list[GraphJob], stamp: dict, formats: tuple[str, ...], root: Path,
+                 say) -> tuple[dict[str, dict], dict[str, float]]:
+    artifacts, timings = {}, {}
+    job = ExportJob(jobs, stamp, say)  # one trace per method, shared by the formats of this group
+    for fmt in formats:
+        t = time.perf_counter()
+        say(f"writing {fmt} ({len(jobs)} methods)")
+        artifacts[fmt] = FORMATS[fmt](job, root)
+        timings[fmt] = time.perf_counter() - t
+    return artifacts, timings
+
+
+def _group_worker(send, jobs, stamp, formats, root, start, quiet) -> None:
+    filters, levels = quiet
+    warnings.filters[:] = filters
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+    say = _printer(start is not None, start)
+    try:
+        send.send(("ok", *_write_group(jobs, stamp, formats, root, say)))
+    except BaseException as exc:  # noqa: BLE001 - every failure goes back to the exporting process
+        send.send(("error", f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+    finally:
+        send.close()
+
+
+def _receive(conn, worker):
+    while not conn.poll(0.5):
+        if not worker.is_alive() and not conn.poll(0):
+            raise ExportError(f"the process writing the other formats stopped (exit code {worker.exitcode})")
+    try:
+        return conn.recv()
+    except EOFError as exc:
+        raise ExportError(f"the process writing the other formats stopped (exit code {worker.exitcode})") from exc
+
+
+def _quiet_state() -> tuple[list, dict[str, int]]:
+    """This process's warning filters and logger levels, so a worker is as quiet as its parent."""
+    levels = {name: logger.level for name, logger in logging.root.manager.loggerDict.items()
+              if isinstance(logger, logging.Logger) and logger.level != logging.NOTSET}
+    return list(warnings.filters), levels
 
 
 def correctness_gate(root: Path, formats: tuple[str, ...], say=print) -> dict:
@@ -300,14 +388,21 @@ def _write_png(path: Path, image: np.ndarray) -> None:
     im.resize((image.shape[1] * 8, image.shape[0] * 8), Image.NEAREST).save(path)
 
 
-def _printer(enabled: bool):
-    start = time.perf_counter()
+def _printer(enabled: bool, start: float | None = None):
+    """Progress lines stamped with the seconds since ``start`` (perf_counter is system-wide on
+    the platforms we export on, so a worker's lines share the parent's clock)."""
+    start = time.perf_counter() if start is None else start
 
     def say(msg: str) -> None:
         if enabled:
             print(f"[{time.perf_counter() - start:6.1f}s] {msg}", flush=True)
 
+    say.start = start if enabled else None
     return say
+
+
+def _printer_start(say) -> float | None:
+    return getattr(say, "start", None)
 
 
 def timing_model(size: str, seed: int = 0) -> DiT:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -38,6 +38,14 @@ class ExportJob:
     graphs: list[GraphJob]
     metadata: dict[str, str]  # stamped into every artifact that has a place for it
     progress: Callable[[str], None] = lambda msg: None
+    programs: dict[str, torch.export.ExportedProgram] = field(default_factory=dict)
+
+    def program(self, g: GraphJob) -> torch.export.ExportedProgram:
+        """The graph traced once by torch.export; every writer in this process starts from it
+        (each one decomposes a copy, the traced program itself is never changed)."""
+        if g.name not in self.programs:
+            self.programs[g.name] = _export_program(g)
+        return self.programs[g.name]
 
 
 def _export_program(g: GraphJob) -> torch.export.ExportedProgram:
@@ -60,7 +68,7 @@ def write_onnx(job: ExportJob, out: Path) -> dict:
     models = {}
     for g in job.graphs:
         job.progress(f"onnx {g.name}")
-        program = torch.onnx.export(g.module.eval(), g.example, dynamo=True, input_names=g.input_names,
+        program = torch.onnx.export(job.program(g), g.example, dynamo=True, input_names=g.input_names,
                                     output_names=g.output_names, optimize=True, verbose=False)
         models[g.name] = program.model_proto
     offsets: dict[str, tuple[int, int]] = {}
@@ -105,14 +113,17 @@ def write_onnx(job: ExportJob, out: Path) -> dict:
 def write_executorch(job: ExportJob, out: Path) -> dict:
     """One .pte holding every method, lowered to XNNPACK; shared weights are stored once."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.exir import to_edge_transform_and_lower
+    from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
 
     programs = {}
     for g in job.graphs:
         job.progress(f"executorch export {g.name}")
-        programs[g.name] = _export_program(g)
+        programs[g.name] = _export_program(g)  # lowering changes the programs it is given
     job.progress(f"executorch lowering {len(programs)} methods to XNNPACK")
-    edge = to_edge_transform_and_lower(programs, partitioner=[XnnpackPartitioner()])
+    # The edge-dialect IR check re-walks every graph after each stage; the golden-vector gate
+    # checks what matters (the lowered program's outputs), so the IR check is not repeated here.
+    config = EdgeCompileConfig(_check_ir_validity=False)
+    edge = to_edge_transform_and_lower(programs, partitioner=[XnnpackPartitioner()], compile_config=config)
     program = edge.to_executorch()
     path = out / "model.pte"
     with open(path, "wb") as f:
@@ -134,7 +145,7 @@ def write_coreml(job: ExportJob, out: Path) -> dict:
         desc = None
         for g in job.graphs:
             job.progress(f"coreml {g.name}")
-            program = _strip_aliases(_export_program(g).run_decompositions({}))
+            program = _strip_aliases(job.program(g).run_decompositions({}))
             mlmodel = ct.convert(
                 program, minimum_deployment_target=ct.target.iOS18, compute_precision=ct.precision.FLOAT16,
                 inputs=[ct.TensorType(name=n, shape=tuple(t.shape), dtype=_ct_dtype(t)) for n, t in

@@ -212,11 +212,21 @@ def cmd_eval(args) -> None:
                    help="lazydit: input-dependent gates; router: Learning-to-Cache's input-invariant router"),
     p.add_argument("--rho-attn", type=float, default=1e-4),
     p.add_argument("--rho-mlp", type=float, default=1e-4),
-    p.add_argument("--lr", type=float, default=5e-3),
-    p.add_argument("--iterations", type=int, default=1500),
-    p.add_argument("--batch", type=int, default=32),
+    p.add_argument("--lr", type=float, help="Adam learning rate (default: 3e-4 trajectory, 5e-3 local)"),
+    p.add_argument("--iterations", type=int, help="(default: 400 trajectory, 1500 local)"),
+    p.add_argument("--batch", type=int, help="(default: 16 trajectory, 32 local)"),
     p.add_argument("--cfg", type=float, default=1.5),
     p.add_argument("--seed", type=int, default=0),
+    p.add_argument("--objective", default="trajectory", choices=("trajectory", "local"),
+                   help="trajectory (default): unroll the whole soft-lazy sampler and compare the final sample "
+                        "with full compute; local: the one-step loss of the LazyDiT paper"),
+    p.add_argument("--target-ratio", type=float,
+                   help="adapt rho during training until the mean score gives this lazy ratio "
+                        "(default: 0.5 trajectory, fixed rho local)"),
+    p.add_argument("--pool", type=int, default=512,
+                   help="trajectory objective: reference trajectories (noise, label, full-compute sample)"),
+    p.add_argument("--forecast", action="store_true",
+                   help="trajectory objective: skipped modules are forecast (for plans made with --forecast)"),
     p.add_argument("--out", help="gate file (default: next to the default model, where `lazydit plan` looks)"),
 ))
 def cmd_train_gates(args) -> None:
@@ -225,10 +235,18 @@ def cmd_train_gates(args) -> None:
     from .gates import GateTrainConfig, default_gates_path, save_gates, train_gates
 
     model = resolve_model(args.model)
+    trajectory = args.objective == "trajectory"
+    defaults = {"lr": 3e-4, "iterations": 400, "batch": 16, "target_ratio": 0.5} if trajectory else \
+        {"lr": 5e-3, "iterations": 1500, "batch": 32, "target_ratio": None}
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     cfg = GateTrainConfig(kind=args.kind, rho_attn=args.rho_attn, rho_mlp=args.rho_mlp, lr=args.lr,
-                          iterations=args.iterations, batch_size=args.batch, cfg_scale=args.cfg, seed=args.seed)
-    gates, losses = train_gates(model, digits("train"), args.steps, cfg)
-    out = args.out or default_gates_path(args.steps, args.kind)
+                          iterations=args.iterations, batch_size=args.batch, cfg_scale=args.cfg, seed=args.seed,
+                          objective=args.objective, target_ratio=args.target_ratio, pool=args.pool,
+                          forecast=args.forecast)
+    gates, losses = train_gates(model, digits("train") if args.objective == "local" else None, args.steps, cfg)
+    out = args.out or default_gates_path(args.steps, args.kind, args.objective)
     path = save_gates(gates, out, model, cfg)
     print(f"wrote {path} (final mse {sum(losses[-50:]) / max(1, len(losses[-50:])):.3e})")
 
@@ -414,13 +432,31 @@ def cmd_device(args) -> None:
     p.add_argument("--seed", type=int, default=0),
     p.add_argument("--cfg", type=float, default=1.5),
     p.add_argument("--rows", help="comma-separated row names to run (default: all); DDIM-50 always runs"),
+    p.add_argument("--drift", action="store_true",
+                   help="instead of the table: per-step PSNR against the no-skip sampler and the samples side by "
+                        "side (drift.md, drift.json, drift.png) for 20-step rows (default: DDIM-20, LazyDiT, "
+                        "the paper's local recipe, L2C, FORA + forecast)"),
     p.add_argument("--out", default="results", help="folder for compare.md and compare.json"),
 ))
 def cmd_compare(args) -> None:
     from .checkpoints import resolve_model
-    from .compare import compare, default_rows, to_markdown, write_report
+    from .compare import DRIFT_ROWS, compare, default_rows, drift, to_markdown, write_drift, write_report
 
+    command = "lazydit " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["compare"] else "lazydit compare"
     rows = default_rows()
+    if args.drift:
+        wanted = [r.strip() for r in args.rows.split(",")] if args.rows else list(DRIFT_ROWS)
+        by_name = {r.name: r for r in rows}
+        unknown = [w for w in wanted if w not in by_name or by_name[w].dynamic]
+        if unknown:
+            raise UserError(f"unknown or dynamic rows {unknown}; known: {[r.name for r in rows if not r.dynamic]}")
+        from .samples import class_labels
+
+        model = resolve_model(args.model)
+        report, finals = drift(model, [by_name[w] for w in wanted], args.per_class, args.seed, args.cfg)
+        write_drift(report, finals, class_labels(model.config.num_classes, args.per_class), args.out, command)
+        print(f"wrote {args.out}/drift.md, drift.json, drift.png")
+        return
     if args.rows:
         wanted = {r.strip() for r in args.rows.split(",")}
         unknown = wanted - {r.name for r in rows}
@@ -428,7 +464,6 @@ def cmd_compare(args) -> None:
             raise UserError(f"unknown rows {sorted(unknown)}; known: {[r.name for r in rows]}")
         rows = [r for r in rows if r.name in wanted or r.name == "DDIM-50"]
     report = compare(resolve_model(args.model), rows, args.per_class, args.seed, args.cfg)
-    command = "lazydit " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["compare"] else "lazydit compare"
     write_report(report, args.out, command)
     print(to_markdown(report))
 

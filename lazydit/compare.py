@@ -38,39 +38,40 @@ def default_rows() -> list[Row]:
     rows = [Row(f"DDIM-{n}", "ddim", n) for n in (50, 25, 20, 10, 5)]
     lazy = [Row(f"LazyDiT-{n} @{int(r * 100)}%", "lazydit", n, ratio=r) for n, r in ((50, 0.5), (20, 0.5), (10, 0.5),
                                                                                      (10, 0.3))]
-    lazy += [Row(f"LazyDiT-{n} @50% per-step", "lazydit", n, ratio=0.5, params={"budget": "per-step"})
-             for n in (20, 10)]
-    rows += lazy
-    rows += [Row(r.name + " dynamic", "lazydit", r.steps, ratio=r.ratio, dynamic=True) for r in lazy[:4]]
+    # the paper's recipe (one-step local loss), ranked globally and with the same budget in every step
+    paper = [Row(f"LazyDiT-{n} @50% local", "lazydit", n, ratio=0.5, params={"objective": "local"})
+             for n in (50, 20, 10)]
+    paper += [Row("LazyDiT-20 @50% local per-step", "lazydit", 20, ratio=0.5,
+                  params={"objective": "local", "budget": "per-step"})]
+    rows += lazy + paper
+    rows += [Row(r.name + " dynamic", "lazydit", r.steps, ratio=r.ratio, dynamic=True, params=r.params)
+             for r in lazy + paper[1:2]]
     others = [Row("FORA-20 n=2", "fora", 20, interval=2), Row("FORA-20 n=3", "fora", 20, interval=3),
               Row("FORA-10 n=2", "fora", 10, interval=2), Row("L2C-20 @50%", "l2c", 20, ratio=0.5),
               Row("random-20 @50%", "random", 20, ratio=0.5)]
     rows += others
     rows += [Row(r.name + " +forecast", r.policy, r.steps, r.ratio, r.interval, forecast=True, params=r.params)
-             for r in lazy + others]
+             for r in lazy + paper[:3] + others]
     return rows
 
 
 def _dynamic_decider(model: DiT, plan: Plan, steps: int):
-    """Per-sample gating whose threshold is the static plan's cut-off score, so both skip about
-    the same share of modules."""
-    from .gates import calibrate, default_gates_path, load_gates
+    """Per-sample gating whose threshold is the static plan's cut-off, so both skip about the same
+    share of modules. Compared on logits: saturated scores cannot tell cells apart."""
+    from .gates import calibrate, load_gates
 
-    gates = load_gates(plan.params.get("gates") or default_gates_path(steps), model, steps)
-    scores = calibrate(model, gates, per_class=plan.params.get("calib_per_class", 4), seed=1000)
-    skipped = [float(scores[k, b, ("attn", "mlp").index(m)]) for k, b, m in plan.skipped_cells()]
-    kept = [float(scores[k, b, mi]) for k in range(1, steps) for b in range(plan.depth) for mi, m in
+    gates = load_gates(plan.params["gates"], model, steps)
+    _, logits = calibrate(model, gates, per_class=plan.params.get("calib_per_class", 4), seed=1000, with_logits=True)
+    skipped = [float(logits[k, b, ("attn", "mlp").index(m)]) for k, b, m in plan.skipped_cells()]
+    kept = [float(logits[k, b, mi]) for k in range(1, steps) for b in range(plan.depth) for mi, m in
             enumerate(("attn", "mlp")) if plan.action(k, b, m) == "C"]
-    threshold = (max(skipped) + min(kept)) / 2 if skipped and kept else 0.5
-    return (lambda: (lambda k, b, m, h: gates.pair_score(k, b, m, h) >= threshold)), threshold
+    threshold = (max(skipped) + min(kept)) / 2 if skipped and kept else 0.0
+    return (lambda: (lambda k, b, m, h: gates.pair_logit(k, b, m, h) >= threshold)), threshold
 
 
 def run_row(model: DiT, row: Row, per_class: int, seed: int, cfg: float, reference: torch.Tensor | None,
             progress: bool = True) -> tuple[dict, torch.Tensor]:
-    plan = make_plan(row.policy, model, PlanRequest(steps=row.steps, ratio=row.ratio, interval=row.interval,
-                                                    budget=row.params.get("budget", "global")))
-    if row.forecast:
-        plan = plan.with_forecast()
+    plan = row_plan(model, row)
     factory, extra = None, {}
     if row.dynamic:
         factory, threshold = _dynamic_decider(model, plan, row.steps)
@@ -161,3 +162,85 @@ def write_report(report: dict, out_dir: str | Path, command: str) -> None:
     text = f"# Equal-latency comparison\n\nRegenerate with:\n\n```sh\n{command}\n```\n\n" + to_markdown(report)
     atomic_write(out_dir / "compare.md", lambda tmp: tmp.write_text(text))
     atomic_write(out_dir / "compare.json", lambda tmp: tmp.write_text(json.dumps(report, indent=2) + "\n"))
+
+
+DRIFT_ROWS = ("DDIM-20", "LazyDiT-20 @50%", "LazyDiT-20 @50% local", "L2C-20 @50%", "FORA-20 n=2 +forecast")
+
+
+def drift(model: DiT, rows: list[Row], per_class: int = 10, seed: int = 0, cfg: float = 1.5) -> tuple[dict, dict]:
+    """Where a plan leaves the full-compute trajectory: PSNR of the sample after every step against
+    the no-skip sampler with the same step count, noise and labels (rows must share a step count).
+    Returns the report and each row's final images."""
+    from .diffusion import initial_noise
+    from .metrics import psnr
+    from .sampler import sample
+    from .samples import class_labels
+
+    steps = {r.steps for r in rows}
+    if len(steps) != 1:
+        raise ValueError(f"drift compares rows with one step count, got {sorted(steps)}")
+    n = steps.pop()
+    c = model.config
+    labels = class_labels(c.num_classes, per_class)
+    noise = initial_noise(len(labels), (c.in_channels, c.input_size, c.input_size), seed)
+
+    def trajectory(plan: Plan) -> list[torch.Tensor]:
+        xs = []
+        sample(model, noise, labels, plan, cfg, on_step=lambda rec: xs.append(rec.x))
+        return xs
+
+    reference = trajectory(Plan.full(n, c.depth))
+    report, finals = {"steps": n, "per_class": per_class, "seed": seed, "cfg": cfg, "rows": []}, {}
+    for row in rows:
+        plan = row_plan(model, row)
+        xs = trajectory(plan)
+        skips = [sum(ch != "C" for cell in plan.cells[k] for ch in cell) for k in range(n)]
+        report["rows"].append({"name": row.name, "skipped_per_step": skips,
+                               "psnr_per_step_db": [min(psnr(x, r), 99.0) for x, r in zip(xs, reference)]})
+        finals[row.name] = xs[-1]
+    return report, finals
+
+
+def row_plan(model: DiT, row: Row) -> Plan:
+    """The plan a table row samples with (static rows)."""
+    gates = None
+    if row.policy == "lazydit":
+        from .gates import default_gates_path
+
+        gates = str(default_gates_path(row.steps, "lazydit", row.params.get("objective", "trajectory")))
+    plan = make_plan(row.policy, model, PlanRequest(steps=row.steps, ratio=row.ratio, interval=row.interval,
+                                                    budget=row.params.get("budget", "global"), gates_path=gates))
+    return plan.with_forecast() if row.forecast else plan
+
+
+def write_drift(report: dict, finals: dict, labels: torch.Tensor, out_dir: str | Path, command: str) -> None:
+    """drift.json, drift.md (per-step PSNR table) and drift.png (the rows' samples side by side)."""
+    import numpy as np
+
+    from .checkpoints import atomic_write
+    from .data import to_uint8
+    from .samples import grid_png
+
+    out_dir = Path(out_dir)
+    n = report["steps"]
+    lines = ["# Per-step drift", "", "Regenerate with:", "", f"```sh\n{command}\n```", "",
+             (f"PSNR (dB) of the sample after each step against DDIM-{n} without skips, same noise and labels "
+             f"({report['per_class']} per class). Skipped modules per step in the second line of each row. "
+             f"`drift.png` shows the final samples side by side, one panel per row, in this order."), "",
+             "| row | " + " | ".join(str(k) for k in range(n)) + " |", "|---|" + "---|" * n]
+    for r in report["rows"]:
+        lines.append(f"| {r['name']} | " + " | ".join(f"{v:.0f}" for v in r["psnr_per_step_db"]) + " |")
+        lines.append("| skipped | " + " | ".join(str(v) for v in r["skipped_per_step"]) + " |")
+    import io
+
+    from PIL import Image
+
+    panels = [np.asarray(Image.open(io.BytesIO(grid_png(to_uint8(x), labels.numpy(), scale=3))).convert("L"))
+              for x in finals.values()]
+    gap = np.full((panels[0].shape[0], 12), 255, np.uint8)
+    canvas = np.concatenate([p for panel in panels for p in (panel, gap)][:-1], axis=1)
+    buf = io.BytesIO()
+    Image.fromarray(canvas).save(buf, format="PNG")
+    atomic_write(out_dir / "drift.png", lambda tmp: tmp.write_bytes(buf.getvalue()))
+    atomic_write(out_dir / "drift.md", lambda tmp: tmp.write_text("\n".join(lines) + "\n"))
+    atomic_write(out_dir / "drift.json", lambda tmp: tmp.write_text(json.dumps(report, indent=2) + "\n"))

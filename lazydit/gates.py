@@ -8,7 +8,19 @@ input. Both are trained on a frozen DiT with the same objective::
     MSE(full guided eps, soft-lazy guided eps) + rho_attn * sum(score_attn) + rho_mlp * sum(score_mlp)
 
 where the soft-lazy module output is ``score * fresh + (1 - score) * cache`` and the cache is the
-module's output one DDIM step earlier. Gates are stored in their own small file tied to the base
+module's output one DDIM step earlier (the ``local`` objective, the paper's).
+
+The local objective assumes the cache is always one step old. A static plan chains skips, so a
+cache can be many steps stale, and an error in a high-noise step changes which image comes out
+rather than how good the next step is. The ``trajectory`` objective measures what a plan is
+judged on: it unrolls the whole soft-lazy DDIM trajectory from noise (every cache is the previous
+soft output, so staleness compounds as it does in a plan) and compares the *final sample* with the
+full-compute sampler's from the same noise and label::
+
+    MSE(full final sample, soft-lazy final sample) + rho_attn * sum(score_attn) + rho_mlp * sum(score_mlp)
+
+With ``target_ratio`` set, rho is a Lagrange multiplier raised or lowered every iteration until the
+mean score matches that lazy ratio. Gates are stored in their own small file tied to the base
 model (a hash of its weights) and the sampler (DDIM, N steps).
 """
 
@@ -28,6 +40,7 @@ from .diffusion import DDIMSchedule, ddim_update, guide, q_sample
 from .model import MODULES, DiT
 
 GATE_KINDS = ("lazydit", "router")
+OBJECTIVES = ("local", "trajectory")
 
 
 class GateError(ValueError):
@@ -55,10 +68,20 @@ class LazyGates(nn.Module):
 
     def score(self, step: int, block: int, module: str, h: torch.Tensor) -> torch.Tensor:
         """One score per row of ``h`` (rows x tokens x hidden)."""
+        self._index(step, block, module)
+        return torch.sigmoid(self.logit(step, block, module, h))
+
+    def logit(self, step: int, block: int, module: str, h: torch.Tensor) -> torch.Tensor:
+        """The pre-sigmoid score, one per row of ``h``."""
         i = self._index(step, block, module)
         if self.kind == "router":
-            return torch.sigmoid(self.logits[i]).expand(h.shape[0])
-        return torch.sigmoid(self.linears[i](h).sum(dim=(1, 2)))
+            return self.logits[i].expand(h.shape[0])
+        return self.linears[i](h).sum(dim=(1, 2))
+
+    def pair_logit(self, step: int, block: int, module: str, h: torch.Tensor) -> torch.Tensor:
+        s = self.logit(step, block, module, h)
+        half = s.shape[0] // 2
+        return (s[:half] + s[half:]) / 2
 
     def pair_score(self, step: int, block: int, module: str, h: torch.Tensor) -> torch.Tensor:
         """Class and null-class rows of a guided batch share one decision: average their scores."""
@@ -77,6 +100,10 @@ class GateTrainConfig:
     batch_size: int = 32
     cfg_scale: float = 1.5
     seed: int = 0
+    objective: str = "local"  # local (the paper's one-step loss) or trajectory (final sample)
+    target_ratio: float | None = None  # adapt rho until the mean score gives this lazy ratio
+    pool: int = 512  # trajectory objective: full-compute reference trajectories to draw from
+    forecast: bool = False  # trajectory objective: skipped modules are forecast, not reused
 
 
 def _guided_eps(model: DiT, tokens: torch.Tensor, c: torch.Tensor, cfg_scale: float) -> torch.Tensor:
@@ -89,6 +116,15 @@ def train_gates(model: DiT, data: ImageDataset, steps: int, cfg: GateTrainConfig
     """Train gates for every step index except the first; returns the gates and the loss curve."""
     if steps < 2:
         raise GateError("gates need at least 2 sampling steps (step 0 never skips)")
+    if cfg.objective not in OBJECTIVES:
+        raise GateError(f"unknown objective {cfg.objective!r}; choose one of {OBJECTIVES}")
+    if cfg.forecast and cfg.objective != "trajectory":
+        raise GateError("--forecast needs the trajectory objective (the local loss has no skip chains to forecast)")
+    if cfg.target_ratio is not None and not 0 < cfg.target_ratio < (steps - 1) / steps:
+        raise GateError(f"target ratio {cfg.target_ratio} is out of range for {steps} steps "
+                        f"(step 0 never skips, so below {(steps - 1) / steps:.3f})")
+    if cfg.objective == "trajectory":
+        return _train_trajectory(model, steps, cfg, progress)
     torch.manual_seed(cfg.seed)
     model.eval().requires_grad_(False)
     gates = LazyGates(steps, model.config.depth, model.config.hidden_size, cfg.kind)
@@ -130,6 +166,104 @@ def train_gates(model: DiT, data: ImageDataset, steps: int, cfg: GateTrainConfig
         losses.append(float(mse))
         if len(losses) % 25 == 0:
             bar.set_postfix(mse=f"{sum(losses[-25:]) / 25:.2e}")
+    return gates.eval(), losses
+
+
+class _Rho:
+    """rho_attn and rho_mlp, fixed, or scaled together as a Lagrange multiplier so the mean score
+    of the trainable cells settles where the requested lazy ratio puts it."""
+
+    def __init__(self, cfg: GateTrainConfig, steps: int, depth: int, rate: float = 0.5):
+        self.base = {"attn": cfg.rho_attn, "mlp": cfg.rho_mlp}
+        self.log_scale, self.rate = 0.0, rate
+        total, trainable = steps * depth * len(MODULES), (steps - 1) * depth * len(MODULES)
+        self.target = None if cfg.target_ratio is None else 1 - cfg.target_ratio * total / trainable
+
+    def __getitem__(self, module: str) -> float:
+        return self.base[module] * float(torch.tensor(self.log_scale).exp())
+
+    def update(self, mean_score: float) -> None:
+        if self.target is not None:
+            self.log_scale += self.rate * (mean_score - self.target) / max(self.target, 1e-3)
+
+
+def soft_trajectory(model: DiT, gates: LazyGates, noise: torch.Tensor, labels: torch.Tensor, cfg_scale: float,
+                    forecast: bool = False) -> tuple[torch.Tensor, list[tuple[str, torch.Tensor]]]:
+    """DDIM over every step with soft-lazy modules: ``score * fresh + (1 - score) * estimate``.
+
+    The estimate is the module's previous soft output (reuse) or, with ``forecast``, that output
+    extrapolated one more step along a soft slope. The slope and the age of the last compute are
+    carried as expectations, so with scores of exactly 0 or 1 this is the plan executor with every
+    skipped cell reused or forecast. Returns the final sample and every score."""
+    schedule = DDIMSchedule(gates.steps)
+    batch = noise.shape[0]
+    y_pair = torch.cat([labels, torch.full_like(labels, model.config.num_classes)])
+    x, last, slope, age, scores = noise, {}, {}, {}, []
+    for k in range(gates.steps):
+        s = schedule.scalars(k)
+        tokens, c = model.embed(torch.cat([x, x]), torch.full((2 * batch,), s["t"]), y_pair)
+        for b, block in enumerate(model.blocks):
+            mods = block.modulation(c)
+            for m in MODULES:
+                key = (b, m)
+                h = block.branch_input(m, tokens, mods)
+                fresh = block.branch(m, h)
+                if k == 0:
+                    out, slope[key], age[key] = fresh, torch.zeros_like(fresh), torch.zeros(2 * batch, 1, 1)
+                else:
+                    score = gates.pair_score(k, b, m, h)
+                    scores.append((m, score))
+                    pair = torch.cat([score, score]).view(-1, 1, 1)
+                    if forecast:
+                        estimate = last[key] + slope[key]
+                        # slope through the last compute: (fresh - value at that compute) / steps since
+                        new_slope = (fresh - last[key] + age[key] * slope[key]) / (age[key] + 1)
+                        slope[key] = pair * new_slope + (1 - pair) * slope[key]
+                        age[key] = (1 - pair) * (age[key] + 1)
+                    else:
+                        estimate = last[key]
+                    out = pair * fresh + (1 - pair) * estimate
+                last[key] = out
+                tokens = tokens + block.gate(m, mods).unsqueeze(1) * out
+        eps = model.eps(model.head(tokens, c))
+        x = ddim_update(x, guide(eps[:batch], eps[batch:], cfg_scale), s["alpha"], s["alpha_prev"])
+    return x, scores
+
+
+def _train_trajectory(model: DiT, steps: int, cfg: GateTrainConfig, progress: bool) -> tuple[LazyGates, list[float]]:
+    from .diffusion import initial_noise
+    from .plans import Plan
+    from .sampler import sample
+
+    torch.manual_seed(cfg.seed)
+    model.eval().requires_grad_(False)
+    c = model.config
+    gates = LazyGates(steps, c.depth, c.hidden_size, cfg.kind)
+    opt = torch.optim.Adam(gates.parameters(), lr=cfg.lr)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    labels = torch.randint(0, c.num_classes, (cfg.pool,), generator=gen)
+    noise = initial_noise(cfg.pool, (c.in_channels, c.input_size, c.input_size), cfg.seed + 7919)
+    targets = []
+    for i in tqdm(range(0, cfg.pool, 64), desc=f"reference trajectories ddim{steps}", disable=not progress):
+        targets.append(sample(model, noise[i:i + 64], labels[i:i + 64], Plan.full(steps, c.depth), cfg.cfg_scale))
+    targets = torch.cat(targets)
+    rho = _Rho(cfg, steps, c.depth)
+    losses = []
+    bar = tqdm(range(cfg.iterations), desc=f"gates ddim{steps} (trajectory)", disable=not progress)
+    for _ in bar:
+        idx = torch.randint(0, cfg.pool, (cfg.batch_size,), generator=gen)
+        final, scores = soft_trajectory(model, gates, noise[idx], labels[idx], cfg.cfg_scale, cfg.forecast)
+        mse = torch.mean((final - targets[idx]) ** 2)
+        penalty = sum(rho[m] * s.mean() for m, s in scores)
+        loss = mse + penalty
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        mean_score = float(torch.stack([s.detach().mean() for _, s in scores]).mean())
+        rho.update(mean_score)
+        losses.append(float(mse.detach()))
+        if len(losses) % 10 == 0:
+            bar.set_postfix(mse=f"{sum(losses[-10:]) / 10:.2e}", score=f"{mean_score:.3f}", rho=f"{rho['mlp']:.1e}")
     return gates.eval(), losses
 
 
@@ -187,16 +321,25 @@ def load_gates(path: str | Path, model: DiT, steps: int | None = None) -> LazyGa
     return gates.eval()
 
 
-def default_gates_path(steps: int, kind: str = "lazydit") -> Path:
+def default_gates_path(steps: int, kind: str = "lazydit", objective: str = "trajectory") -> Path:
+    """Where the shipped gates live: lazy gates trained with the trajectory objective by default,
+    ``objective="local"`` for the paper's one-step recipe, ``kind="router"`` for Learning-to-Cache."""
     from .checkpoints import DEFAULT_MODEL_DIR, DEFAULT_MODEL_NAME
 
-    suffix = "" if kind == "lazydit" else f"-{kind}"
+    if kind not in GATE_KINDS or objective not in OBJECTIVES:
+        raise GateError(f"no shipped gates of kind {kind!r} and objective {objective!r}")
+    suffix = f"-{kind}" if kind != "lazydit" else ("-local" if objective == "local" else "")
     return DEFAULT_MODEL_DIR / f"gates{suffix}-{DEFAULT_MODEL_NAME}-ddim{steps}.safetensors"
 
 
 @torch.no_grad()
-def calibrate(model: DiT, gates: LazyGates, per_class: int = 4, seed: int = 1000, cfg_scale: float = 1.5) -> torch.Tensor:
-    """Mean score per (step, block, module) over full-compute trajectories of every class."""
+def calibrate(model: DiT, gates: LazyGates, per_class: int = 4, seed: int = 1000, cfg_scale: float = 1.5,
+              with_logits: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Mean score per (step, block, module) over full-compute trajectories of every class.
+
+    With ``with_logits`` also the mean pre-sigmoid score: trained gates often saturate (many cells
+    score exactly 0 or 1 in float32), and the logits still rank cells the scores cannot tell apart.
+    """
     from .diffusion import initial_noise
     from .plans import Plan
     from .sampler import sample
@@ -206,9 +349,11 @@ def calibrate(model: DiT, gates: LazyGates, per_class: int = 4, seed: int = 1000
     c = model.config
     noise = initial_noise(len(labels), (c.in_channels, c.input_size, c.input_size), seed)
     sums = torch.zeros(gates.steps, c.depth, len(MODULES))
+    logit_sums = torch.zeros_like(sums)
 
     def observe(step: int, block: int, module: str, h: torch.Tensor):
         sums[step, block, MODULES.index(module)] += gates.pair_score(step, block, module, h).mean()
+        logit_sums[step, block, MODULES.index(module)] += gates.pair_logit(step, block, module, h).mean()
 
     sample(model, noise, labels, Plan.full(gates.steps, c.depth), cfg_scale, decider=observe)
-    return sums
+    return (sums, logit_sums) if with_logits else sums

@@ -85,11 +85,21 @@ def random_policy(model: DiT, req: PlanRequest) -> Plan:
                            params={"ratio": req.ratio, "seed": req.seed})
 
 
-def _from_scores(model: DiT, req: PlanRequest, scores: torch.Tensor, policy: str, params: dict) -> Plan:
+def _rank(values: torch.Tensor, tiebreak: torch.Tensor | None) -> torch.Tensor:
+    """Indices from lowest to highest score; equal scores (saturated gates) ordered by ``tiebreak``."""
+    if tiebreak is None:
+        return torch.argsort(values, stable=True)
+    first = torch.argsort(tiebreak, stable=True)
+    return first[torch.argsort(values[first], stable=True)]
+
+
+def _from_scores(model: DiT, req: PlanRequest, scores: torch.Tensor, policy: str, params: dict,
+                 logits: torch.Tensor | None = None) -> Plan:
     """Skip the lowest-scoring cells: exactly ``ratio`` of them, or all under ``threshold``."""
     depth = model.config.depth
     cells = _cells(req.steps, depth)
     values = torch.tensor([float(scores[k, b, MODULES.index(m)]) for k, b, m in cells])
+    tiebreak = None if logits is None else torch.tensor([float(logits[k, b, MODULES.index(m)]) for k, b, m in cells])
     if req.threshold is not None:
         chosen = {cells[i] for i in (values < req.threshold).nonzero().squeeze(1).tolist()}
         params = {**params, "threshold": req.threshold}
@@ -101,13 +111,14 @@ def _from_scores(model: DiT, req: PlanRequest, scores: torch.Tensor, policy: str
         for j, k in enumerate(range(1, req.steps)):  # spread the skips as evenly as the count allows
             quota = (count * (j + 1)) // (req.steps - 1) - (count * j) // (req.steps - 1)
             step_cells = cells[j * per_step : (j + 1) * per_step]
-            order = torch.argsort(values[j * per_step : (j + 1) * per_step], stable=True)[:quota]
+            window = slice(j * per_step, (j + 1) * per_step)
+            order = _rank(values[window], None if tiebreak is None else tiebreak[window])[:quota]
             chosen |= {step_cells[i] for i in order.tolist()}
         params = {**params, "ratio": ratio, "budget": "per-step"}
     elif req.budget == "global":
         ratio = req.ratio if req.ratio is not None else 0.5
         count = skip_count(req.steps, depth, ratio)
-        order = torch.argsort(values, stable=True)[:count]
+        order = _rank(values, tiebreak)[:count]
         chosen = {cells[i] for i in order.tolist()}
         params = {**params, "ratio": ratio}
     else:
@@ -115,7 +126,7 @@ def _from_scores(model: DiT, req: PlanRequest, scores: torch.Tensor, policy: str
     return Plan.from_skips(req.steps, depth, chosen, policy=policy, params=params)
 
 
-def _gate_scores(model: DiT, req: PlanRequest, kind: str) -> tuple[torch.Tensor, str]:
+def _gate_scores(model: DiT, req: PlanRequest, kind: str) -> tuple[torch.Tensor, torch.Tensor, str]:
     from .gates import calibrate, default_gates_path, load_gates
 
     path = req.gates_path or str(default_gates_path(req.steps, kind))
@@ -123,19 +134,22 @@ def _gate_scores(model: DiT, req: PlanRequest, kind: str) -> tuple[torch.Tensor,
     if gates.kind != kind:
         raise PlanError(f"{path} holds {gates.kind} gates, policy needs {kind}")
     if kind == "router":
-        return torch.sigmoid(gates.logits.detach()).view(req.steps, model.config.depth, len(MODULES)), path
-    return calibrate(model, gates, per_class=req.calib_per_class, seed=req.seed + 1000), path
+        logits = gates.logits.detach().view(req.steps, model.config.depth, len(MODULES))
+        return torch.sigmoid(logits), logits, path
+    scores, logits = calibrate(model, gates, per_class=req.calib_per_class, seed=req.seed + 1000, with_logits=True)
+    return scores, logits, path
 
 
 @register_policy("lazydit")
 def lazydit_policy(model: DiT, req: PlanRequest) -> Plan:
     """LazyDiT gates calibrated over every class into one static plan."""
-    scores, path = _gate_scores(model, req, "lazydit")
-    return _from_scores(model, req, scores, "lazydit", {"gates": str(path), "calib_per_class": req.calib_per_class})
+    scores, logits, path = _gate_scores(model, req, "lazydit")
+    return _from_scores(model, req, scores, "lazydit", {"gates": str(path), "calib_per_class": req.calib_per_class},
+                        logits)
 
 
 @register_policy("l2c")
 def l2c_policy(model: DiT, req: PlanRequest) -> Plan:
     """Learning-to-Cache: an input-invariant router trained with the same objective."""
-    scores, path = _gate_scores(model, req, "router")
-    return _from_scores(model, req, scores, "l2c", {"gates": str(path)})
+    scores, logits, path = _gate_scores(model, req, "router")
+    return _from_scores(model, req, scores, "l2c", {"gates": str(path)}, logits)

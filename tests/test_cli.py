@@ -54,3 +54,17 @@ def test_lazydit_plan_works_out_of_the_box_with_the_shipped_gates(tmp_path):
     plan = json.loads(out.read_text())
     assert plan["policy"] == "lazydit" and plan["cells"][0] == " ".join(["CC"] * 8)
     assert plan["lazy_ratio"]["modules"] == 0.5 and 0 < plan["lazy_ratio"]["macs"] < 1
+
+
+def test_compare_drift_reports_per_step_psnr_against_the_no_skip_sampler(tmp_path):
+    run_cli("compare", "--drift", "--per-class", "1", "--rows", "DDIM-20,FORA-20 n=2,LazyDiT-20 @50%",
+            "--out", str(tmp_path))
+    report = json.loads((tmp_path / "drift.json").read_text())
+    rows = {r["name"]: r for r in report["rows"]}
+    assert rows["DDIM-20"]["psnr_per_step_db"] == [99.0] * 20  # identical to the reference: capped
+    fora = rows["FORA-20 n=2"]
+    assert fora["skipped_per_step"] == [0, 16] * 10
+    assert fora["psnr_per_step_db"][0] == 99.0 and fora["psnr_per_step_db"][-1] < 60
+    assert (tmp_path / "drift.png").stat().st_size > 0 and "| LazyDiT-20 @50% |" in (tmp_path / "drift.md").read_text()
+    bad = run_cli("compare", "--drift", "--rows", "DDIM-20,DDIM-10", "--out", str(tmp_path / "x"), check=False)
+    assert bad.returncode == 2 and "one step count" in bad.stderr

@@ -204,3 +204,22 @@ def test_bench_json_has_the_minibench_fields_and_a_comparison(tiny_bundle, tiny_
     proc = run_cli("bench", "--bundle", str(tiny_bundle), "--baseline", str(tiny_bundle), "--backend",
                    "onnxruntime", "--runs", "1", check=False)
     assert proc.returncode == 2 and "baseline bundle skips modules" in proc.stderr
+
+
+def test_a_format_the_other_process_cannot_write_fails_the_export_and_leaves_nothing(tiny_model, tmp_path):
+    from lazydit.export.bundle import ExportError, ExportOptions, export_bundle, format_groups
+    from lazydit.export.formats import FORMATS
+
+    from lazydit.plans import Plan
+
+    # executorch is written here; the other groups go to one spawned process, where this format,
+    # registered only in this process, does not exist
+    FORMATS["unwritable"] = lambda job, out: {}
+    try:
+        assert format_groups(("onnx", "unwritable", "executorch")) == [("executorch",), ("onnx",), ("unwritable",)]
+        options = ExportOptions(formats=("onnx", "unwritable"), progress=False)
+        with pytest.raises(ExportError, match="writing unwritable failed: KeyError"):
+            export_bundle(tiny_model, Plan.full(2, tiny_model.config.depth), tmp_path / "bundle", options)
+    finally:
+        del FORMATS["unwritable"]
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,101 @@
+import pytest
+import torch
+from conftest import TINY, make_tiny_model
+
+from lazydit.checkpoints import resolve_model
+from lazydit.diffusion import initial_noise
+from lazydit.gates import GateError, GateTrainConfig, LazyGates, save_gates, soft_trajectory, train_gates
+from lazydit.model import MODULES
+from lazydit.plans import Plan
+from lazydit.policies import PlanRequest, make_plan
+from lazydit.sampler import sample
+
+
+@pytest.fixture(scope="module")
+def model():
+    return make_tiny_model()
+
+
+def _router(steps: int, logit: float) -> LazyGates:
+    gates = LazyGates(steps, TINY.depth, TINY.hidden_size, kind="router")
+    with torch.no_grad():
+        gates.logits.fill_(logit)
+    return gates
+
+
+def test_soft_trajectory_with_hard_scores_is_the_plan_executor(model):
+    noise, labels = initial_noise(3, (1, 8, 8), 2), torch.tensor([1, 5, 8])
+    with torch.no_grad():
+        computing, _ = soft_trajectory(model, _router(5, 60.0), noise, labels, 1.5)  # sigmoid(60) == 1.0
+        reusing, scores = soft_trajectory(model, _router(5, -120.0), noise, labels, 1.5)  # == 0.0
+    full = sample(model, noise, labels, Plan.full(5, TINY.depth), 1.5)
+    torch.testing.assert_close(computing, full, rtol=1e-6, atol=1e-6)
+    skip_all = Plan.from_skips(5, TINY.depth, {(k, b, m) for k in range(1, 5) for b in range(TINY.depth) for m in MODULES})
+    torch.testing.assert_close(reusing, sample(model, noise, labels, skip_all, 1.5), rtol=1e-6, atol=1e-6)
+    assert len(scores) == 4 * TINY.depth * len(MODULES)  # every step but the first
+
+
+def test_soft_forecast_with_hard_scores_is_the_forecasting_plan_executor(model):
+    """Compute/skip patterns with gaps of one and several steps, so the slope's span varies."""
+    plan = Plan.from_skips(7, TINY.depth, {(2, 0, "attn"), (3, 0, "attn"), (4, 0, "attn"), (1, 1, "mlp"),
+                                          (3, 1, "mlp"), (5, 2, "attn"), (6, 2, "attn"), (6, 0, "mlp")})
+    gates = LazyGates(7, TINY.depth, TINY.hidden_size, kind="router")
+    with torch.no_grad():
+        for k in range(1, 7):
+            for b in range(TINY.depth):
+                for m in MODULES:
+                    gates.logits[gates._index(k, b, m)] = 60.0 if plan.action(k, b, m) == "C" else -120.0
+    noise, labels = initial_noise(2, (1, 8, 8), 4), torch.tensor([0, 6])
+    with torch.no_grad():
+        soft, _ = soft_trajectory(model, gates, noise, labels, 1.5, forecast=True)
+    torch.testing.assert_close(soft, sample(model, noise, labels, plan.with_forecast(), 1.5), rtol=1e-5, atol=1e-5)
+
+
+def test_trajectory_training_steers_the_mean_score_to_the_target_ratio():
+    model = resolve_model("default")  # a trained model: computing a module really lowers the loss
+
+    def mean_score(gates):
+        with torch.no_grad():
+            _, scores = soft_trajectory(model, gates, initial_noise(8, (1, 8, 8), 11), torch.arange(8), 1.5)
+        return float(torch.stack([s.mean() for _, s in scores]).mean())
+
+    # ratio 0.6 of all cells = 0.8 of the trainable ones skipped (mean score 0.2); 0.1 -> 0.867
+    common = {"kind": "router", "objective": "trajectory", "iterations": 50, "batch_size": 4, "lr": 5e-2, "pool": 16}
+    lazy, losses = train_gates(model, None, 4, GateTrainConfig(target_ratio=0.6, **common), progress=False)
+    busy, _ = train_gates(model, None, 4, GateTrainConfig(target_ratio=0.1, **common), progress=False)
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert mean_score(lazy) < 0.4
+    assert mean_score(busy) > 0.6
+    gates, losses = train_gates(model, None, 4, GateTrainConfig(objective="trajectory", iterations=5, batch_size=4,
+                                                                 lr=1e-3, pool=8), progress=False)
+    assert len(losses) == 5 and mean_score(gates) != 0.5
+
+
+def test_bad_training_requests_are_refused(model):
+    with pytest.raises(GateError, match="unknown objective"):
+        train_gates(model, None, 4, GateTrainConfig(objective="global"), progress=False)
+    with pytest.raises(GateError, match="out of range"):
+        train_gates(model, None, 4, GateTrainConfig(objective="trajectory", target_ratio=0.9), progress=False)
+
+
+def test_saturated_gates_are_ranked_by_their_logits(model, tmp_path):
+    """Scores of exactly 0.0 in float32 tie; the plan must still skip the cells the gates need least."""
+    gates = _router(4, -120.0)  # sigmoid(-120) == 0.0
+    least = {(2, 1, "attn"), (3, 0, "mlp")}
+    with torch.no_grad():
+        for cell in least:
+            gates.logits[gates._index(*cell)] = -300.0
+    assert float(torch.sigmoid(gates.logits).max()) == 0.0
+    path = save_gates(gates, tmp_path / "router", model)
+    plan = make_plan("l2c", model, PlanRequest(steps=4, ratio=2 / 24, gates_path=str(path)))
+    assert set(plan.skipped_cells()) == least
+
+
+def test_every_shipped_gate_file_is_tied_to_the_default_model():
+    from lazydit.gates import default_gates_path, load_gates
+
+    model = resolve_model("default")
+    shipped = [(n, "lazydit", o) for n in (10, 20, 50) for o in ("trajectory", "local")] + [(20, "router", "local")]
+    for steps, kind, objective in shipped:
+        gates = load_gates(default_gates_path(steps, kind, objective), model, steps)
+        assert (gates.steps, gates.kind) == (steps, kind)
