@@ -434,8 +434,8 @@ def cmd_device(args) -> None:
     p.add_argument("--rows", help="comma-separated row names to run (default: all); DDIM-50 always runs"),
     p.add_argument("--drift", action="store_true",
                    help="instead of the table: per-step PSNR against the no-skip sampler and the samples side by "
-                        "side (drift.md, drift.json, drift.png) for 20-step rows (default: DDIM-20, LazyDiT, "
-                        "the paper's local recipe, L2C, FORA + forecast)"),
+                        "side (drift.md, drift.json, drift.png) for 20-step rows (default: DDIM-20, LazyDiT "
+                        "with and without forecast, the paper's local recipe, L2C, FORA + forecast, random)"),
     p.add_argument("--out", default="results", help="folder for compare.md and compare.json"),
 ))
 def cmd_compare(args) -> None:

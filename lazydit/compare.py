@@ -164,7 +164,8 @@ def write_report(report: dict, out_dir: str | Path, command: str) -> None:
     atomic_write(out_dir / "compare.json", lambda tmp: tmp.write_text(json.dumps(report, indent=2) + "\n"))
 
 
-DRIFT_ROWS = ("DDIM-20", "LazyDiT-20 @50%", "LazyDiT-20 @50% local", "L2C-20 @50%", "FORA-20 n=2 +forecast")
+DRIFT_ROWS = ("DDIM-20", "LazyDiT-20 @50% +forecast", "LazyDiT-20 @50%", "LazyDiT-20 @50% local", "L2C-20 @50%",
+              "FORA-20 n=2 +forecast", "random-20 @50%")
 
 
 def drift(model: DiT, rows: list[Row], per_class: int = 10, seed: int = 0, cfg: float = 1.5) -> tuple[dict, dict]:
