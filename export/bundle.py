@@ -261,7 +261,7 @@ def write_formats(jobs: list[GraphJob], stamp: dict, formats: tuple[str, ...], r
     ctx = multiprocessing.get_context("spawn")
     receive, send = ctx.Pipe(duplex=False)
     worker = ctx.Process(target=_group_worker, name=f"lazydit-export-{'-'.join(there)}", daemon=True,
-                         args=(send, jobs, stamp, there, root, _printer_start(say), _quiet_state()))
+                         args=(send, jobs, stamp, there, root, getattr(say, "start", None), _quiet_state()))
     worker.start()
     send.close()
     try:
@@ -399,10 +399,6 @@ def _printer(enabled: bool, start: float | None = None):
 
     say.start = start if enabled else None
     return say
-
-
-def _printer_start(say) -> float | None:
-    return getattr(say, "start", None)
 
 
 def timing_model(size: str, seed: int = 0) -> DiT:

@@ -245,7 +245,7 @@ def cmd_train_gates(args) -> None:
                           iterations=args.iterations, batch_size=args.batch, cfg_scale=args.cfg, seed=args.seed,
                           objective=args.objective, target_ratio=args.target_ratio, pool=args.pool,
                           forecast=args.forecast)
-    gates, losses = train_gates(model, digits("train") if args.objective == "local" else None, args.steps, cfg)
+    gates, losses = train_gates(model, None if trajectory else digits("train"), args.steps, cfg)
     out = args.out or default_gates_path(args.steps, args.kind, args.objective)
     path = save_gates(gates, out, model, cfg)
     print(f"wrote {path} (final mse {sum(losses[-50:]) / max(1, len(losses[-50:])):.3e})")

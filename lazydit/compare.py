@@ -56,16 +56,12 @@ def default_rows() -> list[Row]:
 
 
 def _dynamic_decider(model: DiT, plan: Plan, steps: int):
-    """Per-sample gating whose threshold is the static plan's cut-off, so both skip about the same
-    share of modules. Compared on logits: saturated scores cannot tell cells apart."""
-    from .gates import calibrate, load_gates
+    """Per-sample gating at the static plan's cut-off logit, so both skip about the same share of
+    modules. Compared on logits: saturated scores cannot tell cells apart."""
+    from .gates import load_gates
 
     gates = load_gates(plan.params["gates"], model, steps)
-    _, logits = calibrate(model, gates, per_class=plan.params.get("calib_per_class", 4), seed=1000, with_logits=True)
-    skipped = [float(logits[k, b, ("attn", "mlp").index(m)]) for k, b, m in plan.skipped_cells()]
-    kept = [float(logits[k, b, mi]) for k in range(1, steps) for b in range(plan.depth) for mi, m in
-            enumerate(("attn", "mlp")) if plan.action(k, b, m) == "C"]
-    threshold = (max(skipped) + min(kept)) / 2 if skipped and kept else 0.0
+    threshold = plan.params["cutoff_logit"]
     return (lambda: (lambda k, b, m, h: gates.pair_logit(k, b, m, h) >= threshold)), threshold
 
 
@@ -220,7 +216,7 @@ def write_drift(report: dict, finals: dict, labels: torch.Tensor, out_dir: str |
 
     from .checkpoints import atomic_write
     from .data import to_uint8
-    from .samples import grid_png
+    from .samples import grid_image, png_bytes
 
     out_dir = Path(out_dir)
     n = report["steps"]
@@ -232,16 +228,9 @@ def write_drift(report: dict, finals: dict, labels: torch.Tensor, out_dir: str |
     for r in report["rows"]:
         lines.append(f"| {r['name']} | " + " | ".join(f"{v:.0f}" for v in r["psnr_per_step_db"]) + " |")
         lines.append("| skipped | " + " | ".join(str(v) for v in r["skipped_per_step"]) + " |")
-    import io
-
-    from PIL import Image
-
-    panels = [np.asarray(Image.open(io.BytesIO(grid_png(to_uint8(x), labels.numpy(), scale=3))).convert("L"))
-              for x in finals.values()]
+    panels = [grid_image(to_uint8(x), labels.numpy(), scale=3) for x in finals.values()]
     gap = np.full((panels[0].shape[0], 12), 255, np.uint8)
-    canvas = np.concatenate([p for panel in panels for p in (panel, gap)][:-1], axis=1)
-    buf = io.BytesIO()
-    Image.fromarray(canvas).save(buf, format="PNG")
-    atomic_write(out_dir / "drift.png", lambda tmp: tmp.write_bytes(buf.getvalue()))
+    png = png_bytes(np.concatenate([p for panel in panels for p in (panel, gap)][:-1], axis=1))
+    atomic_write(out_dir / "drift.png", lambda tmp: tmp.write_bytes(png))
     atomic_write(out_dir / "drift.md", lambda tmp: tmp.write_text("\n".join(lines) + "\n"))
     atomic_write(out_dir / "drift.json", lambda tmp: tmp.write_text(json.dumps(report, indent=2) + "\n"))

@@ -27,6 +27,7 @@ model (a hash of its weights) and the sampler (DDIM, N steps).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -68,7 +69,6 @@ class LazyGates(nn.Module):
 
     def score(self, step: int, block: int, module: str, h: torch.Tensor) -> torch.Tensor:
         """One score per row of ``h`` (rows x tokens x hidden)."""
-        self._index(step, block, module)
         return torch.sigmoid(self.logit(step, block, module, h))
 
     def logit(self, step: int, block: int, module: str, h: torch.Tensor) -> torch.Tensor:
@@ -79,15 +79,16 @@ class LazyGates(nn.Module):
         return self.linears[i](h).sum(dim=(1, 2))
 
     def pair_logit(self, step: int, block: int, module: str, h: torch.Tensor) -> torch.Tensor:
-        s = self.logit(step, block, module, h)
-        half = s.shape[0] // 2
-        return (s[:half] + s[half:]) / 2
+        return _pair_mean(self.logit(step, block, module, h))
 
     def pair_score(self, step: int, block: int, module: str, h: torch.Tensor) -> torch.Tensor:
         """Class and null-class rows of a guided batch share one decision: average their scores."""
-        s = self.score(step, block, module, h)
-        half = s.shape[0] // 2
-        return (s[:half] + s[half:]) / 2
+        return _pair_mean(self.score(step, block, module, h))
+
+
+def _pair_mean(rows: torch.Tensor) -> torch.Tensor:
+    half = rows.shape[0] // 2
+    return (rows[:half] + rows[half:]) / 2
 
 
 @dataclass
@@ -180,7 +181,7 @@ class _Rho:
         self.target = None if cfg.target_ratio is None else 1 - cfg.target_ratio * total / trainable
 
     def __getitem__(self, module: str) -> float:
-        return self.base[module] * float(torch.tensor(self.log_scale).exp())
+        return self.base[module] * math.exp(self.log_scale)
 
     def update(self, mean_score: float) -> None:
         if self.target is not None:

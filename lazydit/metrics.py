@@ -116,22 +116,26 @@ def class_accuracy(images: torch.Tensor, labels: torch.Tensor) -> float:
 
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     """Frechet distance between Gaussians fitted to two feature sets."""
+    mu1, mu2 = a.mean(0), b.mean(0)
+    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    covmean = _sqrtm(s1 @ s2)
+    if not np.isfinite(covmean).all():
+        eps = np.eye(s1.shape[0]) * 1e-6
+        covmean = _sqrtm((s1 + eps) @ (s2 + eps))
+    covmean = covmean.real
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean))
+
+
+def _sqrtm(m: np.ndarray) -> np.ndarray:
+    """Matrix square root; ReLU features leave some dimensions constant, so a singular input is
+    expected (the caller regularises when the result is not finite) and not warned about."""
     import warnings
 
     from scipy import linalg
 
-    mu1, mu2 = a.mean(0), b.mean(0)
-    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    with warnings.catch_warnings():  # ReLU features leave some dimensions constant: singular, handled below
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", linalg.LinAlgWarning)
-        covmean = linalg.sqrtm(s1 @ s2)
-    if not np.isfinite(covmean).all():
-        eps = np.eye(s1.shape[0]) * 1e-6
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", linalg.LinAlgWarning)
-            covmean = linalg.sqrtm((s1 + eps) @ (s2 + eps))
-    covmean = covmean.real
-    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean))
+        return linalg.sqrtm(m)
 
 
 def psnr(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray, data_range: float = 2.0) -> float:

@@ -123,6 +123,12 @@ def _from_scores(model: DiT, req: PlanRequest, scores: torch.Tensor, policy: str
         params = {**params, "ratio": ratio}
     else:
         raise PlanError(f"unknown budget {req.budget!r}; use global or per-step")
+    if tiebreak is not None and chosen and len(chosen) < len(cells):
+        # the mean logit half-way between the skipped and the computed cells: per-sample gating
+        # with this threshold skips about as much as the plan
+        skipped = [float(v) for cell, v in zip(cells, tiebreak) if cell in chosen]
+        kept = [float(v) for cell, v in zip(cells, tiebreak) if cell not in chosen]
+        params = {**params, "cutoff_logit": (max(skipped) + min(kept)) / 2}
     return Plan.from_skips(req.steps, depth, chosen, policy=policy, params=params)
 
 

@@ -45,6 +45,19 @@ def generate(model: DiT, plan: Plan, per_class: int, seed: int = 0, cfg_scale: f
 
 def grid_png(images: np.ndarray, labels: np.ndarray, scale: int = 4) -> bytes:
     """One row per class, samples left to right, each pixel scaled up ``scale`` times."""
+    return png_bytes(grid_image(images, labels, scale))
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def grid_image(images: np.ndarray, labels: np.ndarray, scale: int = 4) -> np.ndarray:
+    """The grid of :func:`grid_png` as a uint8 array."""
     from PIL import Image
 
     classes = sorted(set(labels.tolist()))
@@ -58,9 +71,7 @@ def grid_png(images: np.ndarray, labels: np.ndarray, scale: int = 4) -> bytes:
             y0, x0 = pad + r * (h + pad), pad + j * (w + pad)
             canvas[y0 : y0 + h, x0 : x0 + w] = img
     im = Image.fromarray(canvas).resize((canvas.shape[1] * scale, canvas.shape[0] * scale), Image.NEAREST)
-    buf = io.BytesIO()
-    im.save(buf, format="PNG")
-    return buf.getvalue()
+    return np.asarray(im)
 
 
 def write_samples(out_dir: str | Path, images: np.ndarray, labels: np.ndarray, grid_per_class: int = 16) -> Path:
