@@ -29,7 +29,7 @@ from lazydit.model import MODULES, DiT
 from lazydit.plans import Plan, PlanError
 
 from .formats import FORMATS, ExportJob, GraphJob, metadata_json, sha256
-from .graphs import DecodeGraph, StepGraph, cache_shape, example_inputs, step_specs
+from .graphs import DecodeGraph, Pieces, StepGraph, cache_shape, example_inputs, step_specs
 
 PSNR_GATE_DB = 40.0
 FULL_GOLDEN_LIMIT = 64 << 20  # bytes; above it the golden file keeps each step's sample, not every cache
@@ -116,9 +116,10 @@ def build_manifest(model: DiT, plan: Plan, options: ExportOptions) -> dict:
 
 def graph_modules(model: DiT, plan: Plan) -> dict[str, torch.nn.Module]:
     specs, names, _ = method_table(plan)
+    pieces = Pieces(model).eval()
     graphs = {}
     for spec in specs:
-        graphs.setdefault(names[spec.key], StepGraph(model, spec).eval())
+        graphs.setdefault(names[spec.key], StepGraph(model, spec, pieces).eval())
     graphs[DECODE] = DecodeGraph(model.config.in_channels).eval()
     return graphs
 

@@ -3,6 +3,7 @@ bundle and writes its artifact(s) into the bundle folder, storing shared weights
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Callable
@@ -12,6 +13,8 @@ from pathlib import Path
 import torch
 from lazydit.runtime.bundle import sha256
 from torch import nn
+
+from .graphs import StepGraph
 
 FORMATS: dict[str, Callable[[ExportJob, Path], dict]] = {}
 
@@ -44,13 +47,13 @@ class ExportJob:
         """The graph traced once by torch.export; every writer in this process starts from it
         (each one decomposes a copy, the traced program itself is never changed)."""
         if g.name not in self.programs:
-            self.programs[g.name] = _export_program(g)
+            self.programs[g.name] = _export_program(g.module, g.example)
         return self.programs[g.name]
 
 
-def _export_program(g: GraphJob) -> torch.export.ExportedProgram:
+def _export_program(module: nn.Module, example: tuple[torch.Tensor, ...]) -> torch.export.ExportedProgram:
     with torch.no_grad():
-        return torch.export.export(g.module.eval(), g.example, strict=False)
+        return torch.export.export(module.eval(), example, strict=False)
 
 
 # --- ONNX -------------------------------------------------------------------------------------
@@ -69,8 +72,8 @@ def write_onnx(job: ExportJob, out: Path) -> dict:
     for g in job.graphs:
         job.progress(f"onnx {g.name}")
         program = torch.onnx.export(job.program(g), g.example, dynamo=True, input_names=g.input_names,
-                                    output_names=g.output_names, optimize=True, verbose=False)
-        models[g.name] = program.model_proto
+                                    output_names=g.output_names, optimize=False, verbose=False)
+        models[g.name] = _lean_onnx(program.model)
     offsets: dict[str, tuple[int, int]] = {}
     with open(folder / "weights.bin", "wb") as blob:
         for name, proto in models.items():
@@ -108,27 +111,158 @@ def write_onnx(job: ExportJob, out: Path) -> dict:
     return {"methods": methods, "files": [_file_entry(out, p) for p in files]}
 
 
+def _lean_onnx(model):
+    """Constant folding, dead-node and common-subexpression removal, constants as initializers,
+    and no per-node debug metadata. The exporter's full optimiser adds operator-fusion rewrites
+    on top, which take a third of the export time and which onnxruntime applies itself when it
+    loads a graph."""
+    import onnx_ir as ir
+    from onnx_ir.passes import common
+    from onnxscript import optimizer
+
+    optimizer.fold_constants(model)
+    ir.passes.Sequential(
+        common.RemoveUnusedNodesPass(),
+        common.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0),
+        common.DeduplicateInitializersPass(),
+        common.CommonSubexpressionEliminationPass(),
+        common.RemoveUnusedNodesPass(),
+    )(model)
+    for node in model.graph:
+        node.metadata_props.clear()
+    return ir.serde.serialize_model(model)
+
+
 # --- ExecuTorch -------------------------------------------------------------------------------
 @register_format("executorch")
 def write_executorch(job: ExportJob, out: Path) -> dict:
-    """One .pte holding every method, lowered to XNNPACK; shared weights are stored once."""
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
+    """One .pte holding every method. Each piece a step uses (``graphs.Pieces``) is lowered to
+    XNNPACK once; every step method is then a short graph of calls to the lowered pieces plus the
+    plan's cache glue. A delegate blob used by several methods is stored once, and so are the
+    weights (keyed by content)."""
+    from executorch.exir import EdgeCompileConfig, to_edge
 
-    programs = {}
-    for g in job.graphs:
-        job.progress(f"executorch export {g.name}")
-        programs[g.name] = _export_program(g)  # lowering changes the programs it is given
-    job.progress(f"executorch lowering {len(programs)} methods to XNNPACK")
     # The edge-dialect IR check re-walks every graph after each stage; the golden-vector gate
     # checks what matters (the lowered program's outputs), so the IR check is not repeated here.
     config = EdgeCompileConfig(_check_ir_validity=False)
-    edge = to_edge_transform_and_lower(programs, partitioner=[XnnpackPartitioner()], compile_config=config)
-    program = edge.to_executorch()
+    steps = [g for g in job.graphs if isinstance(g.module, StepGraph)]
+    lowered = _lower_pieces(steps, config, job.progress) if steps else None
+    programs = {}
+    for g in job.graphs:
+        job.progress(f"executorch method {g.name}")
+        module = g.module.with_pieces(lowered) if isinstance(g.module, StepGraph) else g.module
+        programs[g.name] = _export_program(module, g.example)
+    program = to_edge(programs, compile_config=config).to_executorch()
     path = out / "model.pte"
     with open(path, "wb") as f:
         program.write_to_file(f)
     return {"methods": {g.name: g.name for g in job.graphs}, "files": [_file_entry(out, path)]}
+
+
+def _lower_pieces(steps: list[GraphJob], config, progress) -> nn.Module:
+    """Every piece the steps call, lowered to XNNPACK in one pass, in a container shaped like
+    ``Pieces`` so that ``StepGraph.with_pieces`` can call it."""
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    pieces = steps[0].module.pieces.for_xnnpack().eval()
+    names = sorted({name for g in steps for name in g.module.used_pieces()})
+    programs = {}
+    for name in names:
+        progress(f"executorch export piece {name}")
+        programs[name.replace(".", "__")] = _export_program(pieces.get_submodule(name), pieces.example(name))
+    progress(f"executorch lowering {len(programs)} pieces to XNNPACK")
+    edge = to_edge_transform_and_lower(programs, partitioner=[XnnpackPartitioner()], compile_config=config)
+    lowered = nn.Module()
+    lowered.compute, lowered.skip = nn.ModuleDict(), nn.ModuleDict()
+    for name in names:
+        module = _LoweredPiece.of(edge.exported_program(name.replace(".", "__")), name)
+        kind, _, key = name.partition(".")
+        if key:
+            getattr(lowered, kind)[key] = module
+        else:
+            setattr(lowered, kind, module)
+    return lowered
+
+
+class _LoweredPiece(nn.Module):
+    """A piece's single XNNPACK delegate, called with the piece's own argument and result order.
+    Tensors the delegate takes as inputs although they are the piece's constants (XNNPACK keeps
+    some operands, e.g. an added buffer, as inputs) are held here and passed along."""
+
+    def __init__(self, delegate: nn.Module, sources: list[int | str], constants: dict[str, torch.Tensor],
+                 out_order: list[int]):
+        super().__init__()
+        self.delegate, self.sources, self.out_order = delegate, sources, out_order
+        for name, value in constants.items():
+            self.register_buffer(name, value)
+
+    def forward(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        results = self.delegate(*(args[s] if isinstance(s, int) else getattr(self, s) for s in self.sources))
+        return tuple(results[j] for j in self.out_order)
+
+    @classmethod
+    def of(cls, program: torch.export.ExportedProgram, name: str) -> _LoweredPiece:
+        import operator
+
+        graph, signature = program.graph, program.graph_signature
+        calls = [n for n in graph.nodes if n.op == "call_function" and n.target is not operator.getitem]
+        if len(calls) != 1 or "executorch_call_delegate" not in str(calls[0].target):
+            left = sorted({getattr(n.target, "__name__", str(n.target)) for n in calls
+                           if "executorch_call_delegate" not in str(n.target)})
+            raise RuntimeError(f"piece {name} did not lower to one XNNPACK delegate (left outside: {left})")
+        call = calls[0]
+        owned = {**signature.inputs_to_parameters, **signature.inputs_to_buffers,
+                 **signature.inputs_to_lifted_tensor_constants}
+        sources, constants = [], {}
+        for arg in call.args[1:]:
+            if arg.name in signature.user_inputs:
+                sources.append(signature.user_inputs.index(arg.name))
+                continue
+            target = owned[arg.name]
+            value = program.state_dict[target] if target in program.state_dict else program.constants[target]
+            sources.append(f"const{len(constants)}")
+            constants[sources[-1]] = value.detach().clone()
+        output = next(n for n in graph.nodes if n.op == "output")
+        out_order = []
+        for result in output.args[0]:
+            if result.op != "call_function" or result.target is not operator.getitem or result.args[0] is not call:
+                raise RuntimeError(f"piece {name}: an output does not come from its delegate")
+            out_order.append(result.args[1])
+        delegate = getattr(program.graph_module, call.args[0].target)
+        delegate._original_exported_program = _ShapeStandIn.program(call)
+        return cls(delegate, sources, constants, out_order)
+
+
+class _ShapeStandIn(nn.Module):
+    """Zeros shaped like a delegate's results. Every compiler pass over a graph that calls a
+    lowered delegate re-runs the delegate's original program on fake tensors to learn its output
+    shapes (after copying that program), which for a step of 18 calls costs seconds per pass;
+    this stand-in gives the same shapes at no cost. The delegate's compiled blob is untouched."""
+
+    def __init__(self, results: list[tuple[tuple[int, ...], torch.dtype]]):
+        super().__init__()
+        self.results = results
+
+    def forward(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(args[0].new_zeros(shape, dtype=dtype) for shape, dtype in self.results)
+
+    @classmethod
+    def program(cls, call) -> torch.export.ExportedProgram:
+        results = [(tuple(v.shape), v.dtype) for v in call.meta["val"]]
+        example = tuple(torch.zeros(a.meta["val"].shape, dtype=a.meta["val"].dtype) for a in call.args[1:])
+        program = torch.export.export(cls(results), example, strict=False)
+        program.__class__ = _UnliftedOnce
+        return program
+
+
+class _UnliftedOnce(torch.export.ExportedProgram):
+    """An exported program that builds its callable module once (tracing calls it per pass)."""
+
+    def module(self, *args, **kwargs):
+        if "_unlifted" not in self.__dict__:
+            self.__dict__["_unlifted"] = super().module(*args, **kwargs)
+        return self.__dict__["_unlifted"]
 
 
 # --- Core ML ----------------------------------------------------------------------------------
@@ -138,41 +272,71 @@ def write_coreml(job: ExportJob, out: Path) -> dict:
     import shutil
     import tempfile
 
-    import coremltools as ct
-
     tmp = Path(tempfile.mkdtemp(prefix="coreml-", dir=out))
+    path = out / "model.mlpackage"
     try:
-        desc = None
-        for g in job.graphs:
-            job.progress(f"coreml {g.name}")
-            program = _strip_aliases(job.program(g).run_decompositions({}))
-            mlmodel = ct.convert(
-                program, minimum_deployment_target=ct.target.iOS18, compute_precision=ct.precision.FLOAT16,
-                inputs=[ct.TensorType(name=n, shape=tuple(t.shape), dtype=_ct_dtype(t)) for n, t in
-                        zip(g.input_names, g.example)],
-                outputs=[ct.TensorType(name=n) for n in g.output_names],
-                skip_model_load=True,
-            )
-            part = tmp / f"{g.name}.mlpackage"
-            mlmodel.save(str(part))
-            if desc is None:
-                desc = ct.utils.MultiFunctionDescriptor()
-                desc.default_function_name = g.name
-            desc.add_function(str(part), src_function_name="main", target_function_name=g.name)
-        path = out / "model.mlpackage"
-        unstamped = tmp / "merged.mlpackage"
-        ct.utils.save_multifunction(desc, str(unstamped))
-        merged = ct.models.MLModel(str(unstamped), skip_model_load=True, function_name=job.graphs[0].name)
-        merged.author = job.metadata.get("author", "")
-        merged.license = job.metadata.get("license", "")
-        merged.version = job.metadata.get("version", "")
-        merged.short_description = job.metadata.get("description", "")
-        merged.user_defined_metadata.update({k: v for k, v in job.metadata.items()})
-        merged.save(str(path))
+        with _mil_validated_per_pipeline():
+            _convert_coreml(job, tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     files = sorted(p for p in path.rglob("*") if p.is_file())
     return {"methods": {g.name: g.name for g in job.graphs}, "files": [_file_entry(out, p) for p in files]}
+
+
+def _convert_coreml(job: ExportJob, tmp: Path, path: Path) -> None:
+    import coremltools as ct
+
+    desc = ct.utils.MultiFunctionDescriptor()
+    for g in job.graphs:
+        job.progress(f"coreml {g.name}")
+        program = _strip_aliases(job.program(g).run_decompositions({}))
+        mlmodel = ct.convert(
+            program, minimum_deployment_target=ct.target.iOS18, compute_precision=ct.precision.FLOAT16,
+            inputs=[ct.TensorType(name=n, shape=tuple(t.shape), dtype=_ct_dtype(t)) for n, t in
+                    zip(g.input_names, g.example)],
+            outputs=[ct.TensorType(name=n) for n in g.output_names],
+            skip_model_load=True,
+        )
+        part = tmp / f"{g.name}.mlpackage"
+        mlmodel.save(str(part))
+        desc.add_function(str(part), src_function_name="main", target_function_name=g.name)
+    desc.default_function_name = job.graphs[0].name
+    job.progress("coreml merging the functions")
+    unstamped = tmp / "merged.mlpackage"
+    ct.utils.save_multifunction(desc, str(unstamped))
+    merged = ct.models.MLModel(str(unstamped), skip_model_load=True, function_name=job.graphs[0].name)
+    merged.author = job.metadata.get("author", "")
+    merged.license = job.metadata.get("license", "")
+    merged.version = job.metadata.get("version", "")
+    merged.short_description = job.metadata.get("description", "")
+    merged.user_defined_metadata.update(dict(job.metadata.items()))
+    merged.save(str(path))
+
+
+@contextlib.contextmanager
+def _mil_validated_per_pipeline():
+    """coremltools re-validates the whole MIL program after each of a pipeline's ~100 passes,
+    over a third of the conversion time here. Inside this context a program is validated before
+    and after each pipeline instead; a pass that broke it still fails the conversion."""
+    from coremltools.converters.mil.mil.passes.pass_pipeline import PassPipelineManager
+    from coremltools.converters.mil.mil.program import Program
+
+    validate, apply = Program.validate, PassPipelineManager.apply_pipeline
+
+    def apply_validated(prog, pass_pipeline):
+        prog.validate()
+        Program.validate = lambda self, *args, **kwargs: None
+        try:
+            apply(prog, pass_pipeline)
+        finally:
+            Program.validate = validate
+        prog.validate(check_essential_scope=True)
+
+    PassPipelineManager.apply_pipeline = staticmethod(apply_validated)
+    try:
+        yield
+    finally:
+        PassPipelineManager.apply_pipeline = staticmethod(apply)
 
 
 def _strip_aliases(program: torch.export.ExportedProgram) -> torch.export.ExportedProgram:

@@ -16,6 +16,8 @@ tensor: Core ML cannot return an input unchanged.)
 
 from __future__ import annotations
 
+import copy
+import math
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -109,41 +111,221 @@ def step_specs(plan: Plan) -> list[StepSpec]:
     return [StepSpec(tuple(tuple(row) for row in step)) for step in cells]
 
 
-class StepGraph(nn.Module):
-    """One denoising step with guidance and the DDIM update; inputs/outputs follow ``spec``."""
+def _layer_norm(x: torch.Tensor, eps: float, xnnpack: bool) -> torch.Tensor:
+    """LayerNorm without affine parameters. XNNPACK has no layer-norm node, but it has a 4-D
+    mean over the two innermost dimensions: with a trailing unit dimension that is the mean over
+    the hidden size, so the whole normalisation stays inside one delegate."""
+    if not xnnpack:
+        return nn.functional.layer_norm(x, x.shape[-1:], eps=eps)
+    b, n, h = x.shape
+    x4 = x.reshape(b, n, h, 1)
+    centred = x4 - x4.mean(dim=(2, 3), keepdim=True)
+    var = (centred * centred).mean(dim=(2, 3), keepdim=True)
+    return (centred * torch.rsqrt(var + eps)).reshape(b, n, h)
 
-    def __init__(self, model: DiT, spec: StepSpec):
+
+def _rows(linear: nn.Linear, index: int, count: int, offset: float = 0.0) -> nn.Linear:
+    """The ``index``-th of ``count`` equal output chunks of ``linear`` as a Linear of its own,
+    ``offset`` added to its bias (adaLN's ``1 + scale`` folded into the weights)."""
+    size = linear.out_features // count
+    part = nn.Linear(linear.in_features, size)
+    with torch.no_grad():
+        part.weight.copy_(linear.weight[index * size:(index + 1) * size])
+        part.bias.copy_(linear.bias[index * size:(index + 1) * size] + offset)
+    return part
+
+
+def _vector(linear: nn.Linear, c: torch.Tensor) -> torch.Tensor:
+    """A modulation vector as [batch, 1, hidden] (a reshape: XNNPACK unsqueezes only the last dim)."""
+    v = linear(c)
+    return v.reshape(v.shape[0], 1, v.shape[1])
+
+
+class EmbedPiece(nn.Module):
+    """(x, t, label embeddings) -> (tokens, c) for the class and the null class."""
+
+    def __init__(self, model: DiT):
         super().__init__()
-        self.model = model
+        cfg = model.config
+        self.patch = model.x_embedder.proj
+        self.t_mlp = model.t_embedder.mlp
+        half = model.t_embedder.frequency_embedding_size // 2
+        exponent = -math.log(10000) * torch.arange(half, dtype=torch.float32)
+        self.register_buffer("freqs", torch.exp(exponent / (half - cfg.timestep_freq_shift)).reshape(1, half))
+        self.pos = model.pos_embed
+        self.register_buffer("pair", torch.ones(2, 1, 1))  # broadcast to the two rows (XNNPACK has no cat of a tensor with itself)
+        self.odd = model.t_embedder.frequency_embedding_size % 2
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y_emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        tok = self.patch(x)
+        tok = tok.reshape(1, tok.shape[1], -1).permute(0, 2, 1) + self.pos
+        args = t.reshape(1, 1) * self.freqs
+        freq = torch.cat([torch.cos(args), torch.sin(args)] + ([torch.zeros_like(args[:, :1])] if self.odd else []), dim=1)
+        return tok * self.pair, self.t_mlp(freq) + y_emb
+
+
+class ComputePiece(nn.Module):
+    """One branch of one block computed: (tokens, c) -> (tokens + gate * out, out)."""
+
+    def __init__(self, model: DiT, block: int, module: str, xnnpack: bool):
+        super().__init__()
+        blk = model.blocks[block]
+        first = 3 * MODULES.index(module)
+        ada = blk.adaLN_modulation[1]
+        self.shift, self.scale, self.gate = _rows(ada, first, 6), _rows(ada, first + 1, 6, 1.0), _rows(ada, first + 2, 6)
+        self.branch = blk.attn if module == "attn" else blk.mlp
+        self.module, self.xnnpack = module, xnnpack
+
+    def forward(self, tokens: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        c = nn.functional.silu(c)
+        h = _layer_norm(tokens, 1e-6, self.xnnpack) * _vector(self.scale, c) + _vector(self.shift, c)
+        out = self.attention(h) if self.module == "attn" else self.branch(h)
+        return tokens + _vector(self.gate, c) * out, out
+
+    def attention(self, x: torch.Tensor) -> torch.Tensor:
+        """Self-attention with 3-D batched matmuls over (batch x heads)."""
+        a = self.branch
+        b, n, width = x.shape
+        heads, dim = a.num_heads, a.head_dim
+        qkv = a.qkv(x)
+
+        def split(i: int) -> torch.Tensor:
+            part = qkv[:, :, i * width:(i + 1) * width].reshape(b, n, heads, dim)
+            return part.permute(0, 2, 1, 3).reshape(b * heads, n, dim)
+
+        q, k, v = split(0), split(1), split(2)
+        attn = torch.softmax(torch.bmm(q * a.scale, k.permute(0, 2, 1)), dim=-1)
+        out = torch.bmm(attn, v).reshape(b, heads, n, dim).permute(0, 2, 1, 3).reshape(b, n, width)
+        return a.proj(out)
+
+
+class SkipPiece(nn.Module):
+    """One branch of one block skipped: (tokens, c, value) -> tokens + gate * value, where the
+    value is the cached (or forecast) branch output."""
+
+    def __init__(self, compute: ComputePiece):
+        super().__init__()
+        self.gate = compute.gate  # the same weights as the computing piece (stored once)
+
+    def forward(self, tokens: torch.Tensor, c: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor]:
+        return (tokens + _vector(self.gate, nn.functional.silu(c)) * value,)
+
+
+class FinishPiece(nn.Module):
+    """(tokens, c, x, cfg_scale, alpha, alpha_prev) -> x_next: final layer, guidance, DDIM update."""
+
+    def __init__(self, model: DiT, xnnpack: bool):
+        super().__init__()
+        final = model.final_layer
+        self.shift, self.scale = _rows(final.adaLN_modulation[1], 0, 2), _rows(final.adaLN_modulation[1], 1, 2, 1.0)
+        self.linear = final.linear
+        self.config, self.xnnpack = model.config, xnnpack
+
+    def forward(self, tokens, c, x, cfg_scale, alpha, alpha_prev) -> tuple[torch.Tensor]:
+        cfg = self.config
+        c = nn.functional.silu(c)
+        h = _layer_norm(tokens, 1e-6, self.xnnpack) * _vector(self.scale, c) + _vector(self.shift, c)
+        out = self.linear(h)
+        p, side, ch = cfg.patch_size, cfg.input_size // cfg.patch_size, cfg.out_channels
+        # unpatchify: [2, (h w), (p q c)] -> [2, c, (h p), (w q)]
+        out = out.reshape(2 * side, side, p, p * ch).permute(0, 2, 1, 3).reshape(2, side * p, side * p, ch)
+        eps = out.permute(0, 3, 1, 2)
+        if cfg.out_channels != cfg.in_channels:
+            eps = eps[:, : cfg.in_channels]
+        return (ddim_update(x, guide(eps[:1], eps[1:], cfg_scale), alpha, alpha_prev),)
+
+
+class Pieces(nn.Module):
+    """The building blocks every step graph is made of, each with tensor-only inputs and outputs:
+    the ExecuTorch writer lowers each piece once and every step method calls the lowered pieces,
+    so a piece shared by many steps is converted and stored once."""
+
+    def __init__(self, model: DiT, xnnpack: bool = False):
+        super().__init__()
+        self.config = model.config
+        self.embed = EmbedPiece(model)
+        self.compute = nn.ModuleDict()
+        self.skip = nn.ModuleDict()
+        for b in range(model.config.depth):
+            for m in MODULES:
+                piece = ComputePiece(model, b, m, xnnpack)
+                self.compute[piece_key(b, m)] = piece
+                self.skip[piece_key(b, m)] = SkipPiece(piece)
+        self.finish = FinishPiece(model, xnnpack)
+
+    def for_xnnpack(self) -> Pieces:
+        """A copy written with XNNPACK's operators only (same weights, same results)."""
+        pieces = copy.deepcopy(self)
+        for module in pieces.modules():
+            if hasattr(module, "xnnpack"):
+                module.xnnpack = True
+        return pieces
+
+    def example(self, name: str) -> tuple[torch.Tensor, ...]:
+        """Example inputs of the piece called ``name`` (``embed``, ``compute.<key>`` ...)."""
+        c = self.config
+        tokens, cond, one = torch.zeros(2, c.num_tokens, c.hidden_size), torch.zeros(2, c.hidden_size), torch.ones(1)
+        x = torch.zeros(1, c.in_channels, c.input_size, c.input_size)
+        return {"embed": (x, one, cond), "compute": (tokens, cond), "skip": (tokens, cond, tokens.clone()),
+                "finish": (tokens, cond, x.clone(), one, one * 0.5, one * 0.5)}[name.split(".")[0]]
+
+
+def piece_key(block: int, module: str) -> str:
+    return f"{block}_{module}"
+
+
+class StepGraph(nn.Module):
+    """One denoising step with guidance and the DDIM update; inputs/outputs follow ``spec``.
+
+    The graph is a chain of pieces (``Pieces``) glued by the plan: a computed branch calls its
+    compute piece, a skipped one feeds the cached value (or its forecast) to its skip piece."""
+
+    def __init__(self, model: DiT, spec: StepSpec, pieces: nn.Module):
+        super().__init__()
+        self.labels = model.y_embedder.embedding_table
+        self.null_class = model.config.num_classes
+        self.pieces = pieces
         self.spec = spec
         self.input_names = [n for n, _ in spec.inputs()]
         self.output_names = [n for n, _ in spec.outputs()]
 
+    def with_pieces(self, pieces: nn.Module) -> StepGraph:
+        """The same step calling other implementations of the pieces (e.g. lowered ones)."""
+        graph = StepGraph.__new__(StepGraph)
+        nn.Module.__init__(graph)
+        graph.labels, graph.null_class, graph.pieces, graph.spec = self.labels, self.null_class, pieces, self.spec
+        graph.input_names, graph.output_names = self.input_names, self.output_names
+        return graph
+
+    def used_pieces(self) -> list[str]:
+        names = ["embed", "finish"]
+        for b, row in enumerate(self.spec.cells):
+            for m, cell in zip(MODULES, row):
+                names.append(f"{'compute' if cell.action == COMPUTE else 'skip'}.{piece_key(b, m)}")
+        return names
+
     def forward(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
         feed = dict(zip(self.input_names, args))
         x, y = feed["x"], feed["y"]
-        model = self.model
-        null = torch.full_like(y, model.config.num_classes)
-        t = feed["t"].expand(2)
-        tokens, c = model.embed(torch.cat([x, x]), t, torch.cat([y, null]))
+        pieces = self.pieces
+        y_emb = self.labels(torch.cat([y, torch.full_like(y, self.null_class)]))
+        tokens, c = pieces.embed(x, feed["t"], y_emb)
         written: dict[str, torch.Tensor] = {}
-        for b, block in enumerate(model.blocks):
-            mods = block.modulation(c)
-            for m, cell in zip(MODULES, self.spec.cells[b]):
+        for b, row in enumerate(self.spec.cells):
+            for m, cell in zip(MODULES, row):
                 last_name = io_name(slot(b, m))
                 if cell.action == COMPUTE:
-                    out = block.branch(m, block.branch_input(m, tokens, mods))
+                    tokens, out = pieces.compute[piece_key(b, m)](tokens, c)
                     if cell.write_last:
                         written[io_name(slot(b, m), True)] = out
                     if cell.write_slope:
                         written[io_name(slot(b, m, True), True)] = (out - feed[last_name]) * cell.inv_span
-                elif cell.action == REUSE:
-                    out = feed[last_name]
-                else:
-                    out = feed[last_name] + cell.coef * feed[io_name(slot(b, m, True))]
-                tokens = tokens + block.gate(m, mods).unsqueeze(1) * out
-        eps = model.eps(model.head(tokens, c))
-        x_next = ddim_update(x, guide(eps[:1], eps[1:], feed["cfg_scale"]), feed["alpha"], feed["alpha_prev"])
+                    continue
+                value = feed[last_name]
+                if cell.action == FORECAST:
+                    value = value + cell.coef * feed[io_name(slot(b, m, True))]
+                tokens = pieces.skip[piece_key(b, m)](tokens, c, value)[0]
+        x_next = pieces.finish(tokens, c, x, feed["cfg_scale"], feed["alpha"], feed["alpha_prev"])[0]
         return (x_next, *(written[n] for n in self.output_names[1:]))
 
 

@@ -59,10 +59,10 @@ def ddim_update(x: torch.Tensor, eps: torch.Tensor, alpha: torch.Tensor | float,
     """One eta=0 DDIM step written only with tensor arithmetic, so exported graphs share it."""
     alpha = torch.as_tensor(alpha, dtype=x.dtype)
     alpha_prev = torch.as_tensor(alpha_prev, dtype=x.dtype)
-    x0 = (x - torch.sqrt(1 - alpha) * eps) / torch.sqrt(alpha)
+    x0 = (x - torch.sqrt(1.0 - alpha) * eps) / torch.sqrt(alpha)
     x0 = torch.clamp(x0, -1.0, 1.0)
-    eps = (x - torch.sqrt(alpha) * x0) / torch.sqrt(1 - alpha)
-    return torch.sqrt(alpha_prev) * x0 + torch.sqrt(1 - alpha_prev) * eps
+    eps = (x - torch.sqrt(alpha) * x0) / torch.sqrt(1.0 - alpha)
+    return torch.sqrt(alpha_prev) * x0 + torch.sqrt(1.0 - alpha_prev) * eps
 
 
 def guide(eps_cond: torch.Tensor, eps_uncond: torch.Tensor, scale: torch.Tensor | float) -> torch.Tensor:
