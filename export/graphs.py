@@ -2,7 +2,9 @@
 
 Each step becomes an ``nn.Module`` that runs the DiT for the class and the null class, combines
 them with classifier-free guidance and takes the DDIM update; the per-step scalars (t, alpha,
-alpha_prev) are inputs, so steps whose structure is the same share one graph.
+alpha_prev) are inputs, so steps whose structure is the same share one graph. A step is a chain
+of pieces (``Pieces``: embed, a computed or a skipped branch per block and module, finish) glued
+by the plan, so that a backend can compile each piece once for every step that uses it.
 
 Cache liveness, per (block, module): a graph reads ``cache:<b>.<m>`` only for a module it
 reuses or forecasts, and reads ``cache:<b>.<m>.slope`` only to forecast. A computing step writes
@@ -17,7 +19,6 @@ tensor: Core ML cannot return an input unchanged.)
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -25,7 +26,7 @@ import torch
 from torch import nn
 
 from lazydit.diffusion import ddim_update, guide
-from lazydit.model import MODULES, DiT
+from lazydit.model import MODULES, DiT, DiTBlock, timestep_frequencies, unpatchify
 from lazydit.plans import COMPUTE, FORECAST, REUSE, Plan
 
 SCALARS = ("t", "alpha", "alpha_prev")
@@ -111,12 +112,10 @@ def step_specs(plan: Plan) -> list[StepSpec]:
     return [StepSpec(tuple(tuple(row) for row in step)) for step in cells]
 
 
-def _layer_norm(x: torch.Tensor, eps: float, xnnpack: bool) -> torch.Tensor:
-    """LayerNorm without affine parameters. XNNPACK has no layer-norm node, but it has a 4-D
-    mean over the two innermost dimensions: with a trailing unit dimension that is the mean over
-    the hidden size, so the whole normalisation stays inside one delegate."""
-    if not xnnpack:
-        return nn.functional.layer_norm(x, x.shape[-1:], eps=eps)
+def _layer_norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """LayerNorm without affine parameters from XNNPACK's operators: it has no layer-norm node,
+    but a 4-D mean over the two innermost dimensions, which with a trailing unit dimension is the
+    mean over the hidden size."""
     b, n, h = x.shape
     x4 = x.reshape(b, n, h, 1)
     centred = x4 - x4.mean(dim=(2, 3), keepdim=True)
@@ -141,50 +140,73 @@ def _vector(linear: nn.Linear, c: torch.Tensor) -> torch.Tensor:
     return v.reshape(v.shape[0], 1, v.shape[1])
 
 
-class EmbedPiece(nn.Module):
+class _Piece(nn.Module):
+    """A piece runs the model's own operations, so that its results are exactly the eager
+    sampler's; ``use_xnnpack`` switches it to the same computation written with XNNPACK's
+    operators only (one delegate per piece, equal up to float rounding)."""
+
+    xnnpack = False
+
+    def use_xnnpack(self) -> None:
+        self.xnnpack = True
+
+
+class EmbedPiece(_Piece):
     """(x, t, label embeddings) -> (tokens, c) for the class and the null class."""
 
     def __init__(self, model: DiT):
         super().__init__()
-        cfg = model.config
-        self.patch = model.x_embedder.proj
-        self.t_mlp = model.t_embedder.mlp
-        half = model.t_embedder.frequency_embedding_size // 2
-        exponent = -math.log(10000) * torch.arange(half, dtype=torch.float32)
-        self.register_buffer("freqs", torch.exp(exponent / (half - cfg.timestep_freq_shift)).reshape(1, half))
-        self.pos = model.pos_embed
-        self.register_buffer("pair", torch.ones(2, 1, 1))  # broadcast to the two rows (XNNPACK has no cat of a tensor with itself)
-        self.odd = model.t_embedder.frequency_embedding_size % 2
+        self.x_embedder, self.t_embedder, self.pos = model.x_embedder, model.t_embedder, model.pos_embed
+        self.freq_shift = model.config.timestep_freq_shift
+
+    def use_xnnpack(self) -> None:
+        super().use_xnnpack()
+        # frequencies as a constant (no arange in the graph); the class and null rows share the
+        # tokens, a broadcast, as XNNPACK cannot concatenate a tensor with itself
+        dim = self.t_embedder.frequency_embedding_size
+        self.register_buffer("freqs", timestep_frequencies(dim, self.freq_shift).reshape(1, -1))
+        self.register_buffer("pair", torch.ones(2, 1, 1))
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y_emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        tok = self.patch(x)
+        if not self.xnnpack:
+            return self.x_embedder(torch.cat([x, x])) + self.pos, self.t_embedder(t.expand(2)) + y_emb
+        tok = self.x_embedder.proj(x)
         tok = tok.reshape(1, tok.shape[1], -1).permute(0, 2, 1) + self.pos
         args = t.reshape(1, 1) * self.freqs
-        freq = torch.cat([torch.cos(args), torch.sin(args)] + ([torch.zeros_like(args[:, :1])] if self.odd else []), dim=1)
-        return tok * self.pair, self.t_mlp(freq) + y_emb
+        return tok * self.pair, self.t_embedder.mlp(torch.cat([torch.cos(args), torch.sin(args)], dim=1)) + y_emb
 
 
-class ComputePiece(nn.Module):
-    """One branch of one block computed: (tokens, c) -> (tokens + gate * out, out)."""
+class BranchPiece(_Piece):
+    """One branch of one block. Computed: (tokens, c) -> (tokens + gate * out, out). Skipped:
+    (tokens, c, value) -> tokens + gate * value, the value being the cached or forecast output."""
 
-    def __init__(self, model: DiT, block: int, module: str, xnnpack: bool):
+    def __init__(self, block: DiTBlock, module: str, computed: bool):
         super().__init__()
-        blk = model.blocks[block]
-        first = 3 * MODULES.index(module)
-        ada = blk.adaLN_modulation[1]
-        self.shift, self.scale, self.gate = _rows(ada, first, 6), _rows(ada, first + 1, 6, 1.0), _rows(ada, first + 2, 6)
-        self.branch = blk.attn if module == "attn" else blk.mlp
-        self.module, self.xnnpack = module, xnnpack
+        self.block, self.module, self.computed = block, module, computed
 
-    def forward(self, tokens: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def use_xnnpack(self) -> None:
+        super().use_xnnpack()
+        ada, first = self.block.adaLN_modulation[1], 3 * MODULES.index(self.module)
+        self.gate = _rows(ada, first + 2, 6)  # the same bytes in both kinds: stored once
+        if self.computed:
+            self.shift, self.scale = _rows(ada, first, 6), _rows(ada, first + 1, 6, 1.0)
+
+    def forward(self, tokens: torch.Tensor, c: torch.Tensor, *value: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        block, m = self.block, self.module
+        if not self.xnnpack:
+            mods = block.modulation(c)
+            out = block.branch(m, block.branch_input(m, tokens, mods)) if self.computed else value[0]
+            return (tokens + block.gate(m, mods).unsqueeze(1) * out, *((out,) if self.computed else ()))
         c = nn.functional.silu(c)
-        h = _layer_norm(tokens, 1e-6, self.xnnpack) * _vector(self.scale, c) + _vector(self.shift, c)
-        out = self.attention(h) if self.module == "attn" else self.branch(h)
+        if not self.computed:
+            return (tokens + _vector(self.gate, c) * value[0],)
+        h = _layer_norm(tokens) * _vector(self.scale, c) + _vector(self.shift, c)
+        out = self._attention(h) if m == "attn" else block.mlp(h)
         return tokens + _vector(self.gate, c) * out, out
 
-    def attention(self, x: torch.Tensor) -> torch.Tensor:
+    def _attention(self, x: torch.Tensor) -> torch.Tensor:
         """Self-attention with 3-D batched matmuls over (batch x heads)."""
-        a = self.branch
+        a = self.block.attn
         b, n, width = x.shape
         heads, dim = a.num_heads, a.head_dim
         qkv = a.qkv(x)
@@ -199,39 +221,30 @@ class ComputePiece(nn.Module):
         return a.proj(out)
 
 
-class SkipPiece(nn.Module):
-    """One branch of one block skipped: (tokens, c, value) -> tokens + gate * value, where the
-    value is the cached (or forecast) branch output."""
-
-    def __init__(self, compute: ComputePiece):
-        super().__init__()
-        self.gate = compute.gate  # the same weights as the computing piece (stored once)
-
-    def forward(self, tokens: torch.Tensor, c: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor]:
-        return (tokens + _vector(self.gate, nn.functional.silu(c)) * value,)
-
-
-class FinishPiece(nn.Module):
+class FinishPiece(_Piece):
     """(tokens, c, x, cfg_scale, alpha, alpha_prev) -> x_next: final layer, guidance, DDIM update."""
 
-    def __init__(self, model: DiT, xnnpack: bool):
+    def __init__(self, model: DiT):
         super().__init__()
-        final = model.final_layer
-        self.shift, self.scale = _rows(final.adaLN_modulation[1], 0, 2), _rows(final.adaLN_modulation[1], 1, 2, 1.0)
-        self.linear = final.linear
-        self.config, self.xnnpack = model.config, xnnpack
+        self.final, self.config = model.final_layer, model.config
+
+    def use_xnnpack(self) -> None:
+        super().use_xnnpack()
+        ada = self.final.adaLN_modulation[1]
+        self.shift, self.scale = _rows(ada, 0, 2), _rows(ada, 1, 2, 1.0)
 
     def forward(self, tokens, c, x, cfg_scale, alpha, alpha_prev) -> tuple[torch.Tensor]:
         cfg = self.config
-        c = nn.functional.silu(c)
-        h = _layer_norm(tokens, 1e-6, self.xnnpack) * _vector(self.scale, c) + _vector(self.shift, c)
-        out = self.linear(h)
-        p, side, ch = cfg.patch_size, cfg.input_size // cfg.patch_size, cfg.out_channels
-        # unpatchify: [2, (h w), (p q c)] -> [2, c, (h p), (w q)]
-        out = out.reshape(2 * side, side, p, p * ch).permute(0, 2, 1, 3).reshape(2, side * p, side * p, ch)
-        eps = out.permute(0, 3, 1, 2)
-        if cfg.out_channels != cfg.in_channels:
-            eps = eps[:, : cfg.in_channels]
+        if not self.xnnpack:
+            out = unpatchify(self.final(tokens, c), cfg.patch_size, cfg.out_channels)
+        else:
+            c = nn.functional.silu(c)
+            out = self.final.linear(_layer_norm(tokens) * _vector(self.scale, c) + _vector(self.shift, c))
+            p, side, ch = cfg.patch_size, cfg.input_size // cfg.patch_size, cfg.out_channels
+            # [2, (h w), (p q c)] -> [2, (h p), (w q), c] -> [2, c, (h p), (w q)], in 4-D permutes
+            out = out.reshape(2 * side, side, p, p * ch).permute(0, 2, 1, 3).reshape(2, side * p, side * p, ch)
+            out = out.permute(0, 3, 1, 2)
+        eps = out[:, : cfg.in_channels] if cfg.out_channels != cfg.in_channels else out
         return (ddim_update(x, guide(eps[:1], eps[1:], cfg_scale), alpha, alpha_prev),)
 
 
@@ -240,25 +253,23 @@ class Pieces(nn.Module):
     the ExecuTorch writer lowers each piece once and every step method calls the lowered pieces,
     so a piece shared by many steps is converted and stored once."""
 
-    def __init__(self, model: DiT, xnnpack: bool = False):
+    def __init__(self, model: DiT):
         super().__init__()
         self.config = model.config
         self.embed = EmbedPiece(model)
-        self.compute = nn.ModuleDict()
-        self.skip = nn.ModuleDict()
-        for b in range(model.config.depth):
+        self.compute, self.skip = nn.ModuleDict(), nn.ModuleDict()
+        for b, block in enumerate(model.blocks):
             for m in MODULES:
-                piece = ComputePiece(model, b, m, xnnpack)
-                self.compute[piece_key(b, m)] = piece
-                self.skip[piece_key(b, m)] = SkipPiece(piece)
-        self.finish = FinishPiece(model, xnnpack)
+                self.compute[piece_key(b, m)] = BranchPiece(block, m, computed=True)
+                self.skip[piece_key(b, m)] = BranchPiece(block, m, computed=False)
+        self.finish = FinishPiece(model)
 
     def for_xnnpack(self) -> Pieces:
-        """A copy written with XNNPACK's operators only (same weights, same results)."""
+        """A copy written with XNNPACK's operators only (same weights, same results up to rounding)."""
         pieces = copy.deepcopy(self)
         for module in pieces.modules():
-            if hasattr(module, "xnnpack"):
-                module.xnnpack = True
+            if isinstance(module, _Piece):
+                module.use_xnnpack()
         return pieces
 
     def example(self, name: str) -> tuple[torch.Tensor, ...]:
@@ -291,10 +302,8 @@ class StepGraph(nn.Module):
 
     def with_pieces(self, pieces: nn.Module) -> StepGraph:
         """The same step calling other implementations of the pieces (e.g. lowered ones)."""
-        graph = StepGraph.__new__(StepGraph)
-        nn.Module.__init__(graph)
-        graph.labels, graph.null_class, graph.pieces, graph.spec = self.labels, self.null_class, pieces, self.spec
-        graph.input_names, graph.output_names = self.input_names, self.output_names
+        graph = copy.copy(self)
+        graph._modules = {**self._modules, "pieces": pieces}
         return graph
 
     def used_pieces(self) -> list[str]:

@@ -66,10 +66,15 @@ def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch
     return x * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
 
 
-def timestep_embedding(t: torch.Tensor, dim: int, freq_shift: int = 0, max_period: int = 10000) -> torch.Tensor:
+def timestep_frequencies(dim: int, freq_shift: int = 0, max_period: int = 10000,
+                         device: torch.device | None = None) -> torch.Tensor:
     half = dim // 2
-    exponent = -math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device)
-    freqs = torch.exp(exponent / (half - freq_shift))
+    exponent = -math.log(max_period) * torch.arange(half, dtype=torch.float32, device=device)
+    return torch.exp(exponent / (half - freq_shift))
+
+
+def timestep_embedding(t: torch.Tensor, dim: int, freq_shift: int = 0, max_period: int = 10000) -> torch.Tensor:
+    freqs = timestep_frequencies(dim, freq_shift, max_period, t.device)
     args = t[:, None].float() * freqs[None]
     embedding = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
     if dim % 2:
@@ -234,13 +239,6 @@ class DiT(nn.Module):
         nn.init.zeros_(self.final_layer.linear.weight)
         nn.init.zeros_(self.final_layer.linear.bias)
 
-    def unpatchify(self, x: torch.Tensor) -> torch.Tensor:
-        c, p = self.config.out_channels, self.config.patch_size
-        h = w = int(x.shape[1] ** 0.5)
-        x = x.reshape(x.shape[0], h, w, p, p, c)
-        x = torch.einsum("nhwpqc->nchpwq", x)
-        return x.reshape(x.shape[0], c, h * p, w * p)
-
     def embed(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, train: bool = False,
               generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Token sequence and conditioning vector c = t_emb + y_emb."""
@@ -249,7 +247,7 @@ class DiT(nn.Module):
         return tokens, c
 
     def head(self, tokens: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        return self.unpatchify(self.final_layer(tokens, c))
+        return unpatchify(self.final_layer(tokens, c), self.config.patch_size, self.config.out_channels)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, train: bool = False,
                 generator: torch.Generator | None = None) -> torch.Tensor:
@@ -261,6 +259,14 @@ class DiT(nn.Module):
     def eps(self, out: torch.Tensor) -> torch.Tensor:
         """The noise prediction part of the output (learn_sigma models also predict variance)."""
         return out[:, : self.config.in_channels]
+
+
+def unpatchify(x: torch.Tensor, p: int, c: int) -> torch.Tensor:
+    """[n, (h w), (p q c)] tokens -> [n, c, (h p), (w q)] image."""
+    h = w = int(x.shape[1] ** 0.5)
+    x = x.reshape(x.shape[0], h, w, p, p, c)
+    x = torch.einsum("nhwpqc->nchpwq", x)
+    return x.reshape(x.shape[0], c, h * p, w * p)
 
 
 def get_2d_sincos_pos_embed(embed_dim: int, grid_size: int) -> np.ndarray:

@@ -223,3 +223,47 @@ def test_a_format_the_other_process_cannot_write_fails_the_export_and_leaves_not
     finally:
         del FORMATS["unwritable"]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_latent_model_with_learned_sigma_exports_and_replays(tmp_path):
+    """Four channels, learned sigma (the noise prediction is half the output) and a forecast:
+    the shapes of the DiT-S/B/XL family. Every step piece must lower to XNNPACK whole."""
+    import torch
+
+    from lazydit.checkpoints import save_model
+    from lazydit.model import DiT, DiTConfig
+    from lazydit.plans import Plan
+
+    config = DiTConfig(input_size=8, patch_size=4, in_channels=4, hidden_size=48, depth=2, num_heads=3,
+                       num_classes=5, learn_sigma=True, name="latent-tiny")
+    torch.manual_seed(1)
+    model = DiT(config)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.normal_(0, 0.1)
+    path = save_model(model.eval(), tmp_path / "latent")
+    plan = Plan(4, 2, [["CC", "CC"], ["RC", "CR"], ["CC", "CC"], ["FR", "CF"]], policy="random")
+    plan.save(tmp_path / "plan.json", config)
+    out = tmp_path / "bundle"
+    run_cli("export", "--model", str(path), "--plan", str(tmp_path / "plan.json"), "--formats", "executorch,onnx",
+            "--out", str(out))
+    bundle = Bundle.load(out)
+    assert bundle.manifest["slots"]["image"]["shape"] == [1, 8, 8, 3]
+    for backend in ("executorch", "onnxruntime"):
+        assert verify(create_backend(backend, bundle))["min_psnr_db"] >= 40
+
+
+@pytest.mark.slow
+def test_default_lazy_pte_stores_weights_and_shared_pieces_once(tmp_path):
+    """The default model's 20-step @50% LazyDiT .pte is at most 1.1x the .pte of one full step."""
+    plan = tmp_path / "plan.json"
+    run_cli("plan", "--policy", "lazydit", "--steps", "20", "--ratio", "0.5", "--out", str(plan))
+    run_cli("export", "--plan", str(plan), "--formats", "executorch", "--out", str(tmp_path / "lazy"))
+    run_cli("export", "--steps", "20", "--formats", "executorch", "--out", str(tmp_path / "full"))
+    full = json.loads((tmp_path / "full" / "manifest.json").read_text())
+    assert len(full["methods"]) == 2  # one full step + decode
+    lazy = (tmp_path / "lazy" / "model.pte").stat().st_size
+    one_step = (tmp_path / "full" / "model.pte").stat().st_size
+    assert len(json.loads((tmp_path / "lazy" / "manifest.json").read_text())["methods"]) > 10
+    assert lazy <= 1.1 * one_step, (lazy, one_step)
