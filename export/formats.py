@@ -317,26 +317,29 @@ def _convert_coreml(job: ExportJob, tmp: Path, path: Path) -> None:
 def _mil_validated_per_pipeline():
     """coremltools re-validates the whole MIL program after each of a pipeline's ~100 passes,
     over a third of the conversion time here. Inside this context a program is validated before
-    and after each pipeline instead; a pass that broke it still fails the conversion."""
-    from coremltools.converters.mil.mil.passes.pass_pipeline import PassPipelineManager
+    and after each pipeline instead (a pass that broke it still fails the conversion), and the
+    pipelines run without their progress bars (the exporter reports its own progress)."""
+    from coremltools.converters.mil.mil.passes import pass_pipeline
     from coremltools.converters.mil.mil.program import Program
 
-    validate, apply = Program.validate, PassPipelineManager.apply_pipeline
+    validate, apply, bar = Program.validate, pass_pipeline.PassPipelineManager.apply_pipeline, pass_pipeline.tqdm
 
-    def apply_validated(prog, pass_pipeline):
+    def apply_validated(prog, pipeline):
         prog.validate()
         Program.validate = lambda self, *args, **kwargs: None
         try:
-            apply(prog, pass_pipeline)
+            apply(prog, pipeline)
         finally:
             Program.validate = validate
         prog.validate(check_essential_scope=True)
 
-    PassPipelineManager.apply_pipeline = staticmethod(apply_validated)
+    pass_pipeline.PassPipelineManager.apply_pipeline = staticmethod(apply_validated)
+    pass_pipeline.tqdm = lambda iterable, *args, **kwargs: iterable
     try:
         yield
     finally:
-        PassPipelineManager.apply_pipeline = staticmethod(apply)
+        pass_pipeline.PassPipelineManager.apply_pipeline = staticmethod(apply)
+        pass_pipeline.tqdm = bar
 
 
 def _strip_aliases(program: torch.export.ExportedProgram) -> torch.export.ExportedProgram:

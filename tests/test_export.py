@@ -267,3 +267,37 @@ def test_default_lazy_pte_stores_weights_and_shared_pieces_once(tmp_path):
     one_step = (tmp_path / "full" / "model.pte").stat().st_size
     assert len(json.loads((tmp_path / "lazy" / "manifest.json").read_text())["methods"]) > 10
     assert lazy <= 1.1 * one_step, (lazy, one_step)
+
+
+@pytest.fixture(scope="module")
+def coreml_bundle(tmp_path_factory, tiny_model_path, tiny_plan_path):
+    out = tmp_path_factory.mktemp("coreml") / "bundle"
+    proc = run_cli("export", "--model", str(tiny_model_path), "--plan", str(tiny_plan_path), "--formats", "coreml",
+                   "--label", "3", "--out", str(out))
+    assert "coreml: spec checked (6 functions)" in proc.stdout, proc.stdout  # 5 steps + decode
+    assert "Running MIL" not in proc.stderr  # the exporter's progress only
+    return out
+
+
+def test_coreml_package_matches_the_manifest_and_is_stamped(coreml_bundle, tiny_model):
+    import coremltools as ct
+
+    m = json.loads((coreml_bundle / "manifest.json").read_text())
+    spec = ct.utils.load_spec(str(coreml_bundle / "model.mlpackage"))
+    functions = {f.name: f for f in spec.description.functions}
+    assert set(functions) == set(m["methods"])
+    for name, method in m["methods"].items():
+        assert [i.name for i in functions[name].input] == [i["name"] for i in method["inputs"]]
+        assert [o.name for o in functions[name].output] == [o["name"] for o in method["outputs"]]
+    meta = spec.description.metadata
+    assert meta.author == "lazydit" and meta.license == "MIT" and meta.versionString
+    assert json.loads(meta.userDefined["plan"])["cells"] == m["plan"]["cells"]
+    # fp16 weights, stored once across the functions
+    weights = sum(p.stat().st_size for p in (coreml_bundle / "model.mlpackage").rglob("weight.bin"))
+    fp16_bytes = sum(p.numel() * 2 for p in tiny_model.state_dict().values())
+    assert weights < 1.5 * fp16_bytes + 64 * 256, (weights, fp16_bytes)
+
+
+@pytest.mark.skipif(__import__("sys").platform != "darwin", reason="Core ML prediction needs macOS")
+def test_coreml_replays_the_golden_vectors_on_macos(coreml_bundle):
+    assert verify(create_backend("coreml", Bundle.load(coreml_bundle)))["min_psnr_db"] >= 40
