@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import queue as queue_module
 import shutil
 import tempfile
 import time
@@ -28,16 +29,17 @@ from lazydit.macs import plan_macs
 from lazydit.model import MODULES, DiT
 from lazydit.plans import Plan, PlanError
 
-from .formats import FORMATS, ExportJob, GraphJob, metadata_json, sha256
+from .formats import FORMATS, ExportJob, GraphJob, metadata_json, onnx_models, save_onnx, sha256
 from .graphs import DecodeGraph, Pieces, StepGraph, cache_shape, example_inputs, step_specs
 
 PSNR_GATE_DB = 40.0
 FULL_GOLDEN_LIMIT = 64 << 20  # bytes; above it the golden file keeps each step's sample, not every cache
 RUNNABLE = {"onnx": "onnxruntime", "executorch": "executorch"}
 DECODE = "decode"
-# Formats written side by side, one process per group: ExecuTorch lowering is the longest on
-# its own; Core ML and ONNX share one torch.export trace per method in the other process.
+# Formats written side by side, one process per group: ExecuTorch lowering in the exporting
+# process, Core ML in the other; ONNX methods are shared out between both as each finishes.
 FORMAT_GROUPS = (("executorch",), ("coreml", "onnx"))
+SHARED = "onnx"  # converted by both processes (method by method), written by the exporting one
 
 
 class ExportError(RuntimeError):
@@ -252,55 +254,82 @@ def format_groups(formats: tuple[str, ...]) -> list[tuple[str, ...]]:
 def write_formats(jobs: list[GraphJob], stamp: dict, formats: tuple[str, ...], root: Path,
                   say) -> tuple[dict[str, dict], dict[str, float]]:
     """Write every format's artifacts into ``root``: the first group in this process, the other
-    groups in one spawned process running alongside. Any failure fails the whole export; the
-    other process is stopped before the error propagates."""
+    groups in one spawned process running alongside. ONNX methods convert independently, so
+    each process, once its own formats are written, takes ONNX methods from a shared queue until
+    none are left, and this process writes the ONNX files. Any failure fails the whole export;
+    the other process is stopped before the error propagates."""
     groups = format_groups(formats)
     if len(groups) < 2:
-        return _write_group(jobs, stamp, formats, root, say)
-    here = groups[0]
-    there = tuple(f for g in groups[1:] for f in g)
+        return _write_group(jobs, stamp, formats, root, say)[:2]
+    shared = SHARED in formats
+    here = tuple(f for f in groups[0] if f != SHARED)
+    there = tuple(f for g in groups[1:] for f in g if f != SHARED)
     ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    for job in jobs if shared else ():
+        queue.put(job.name)
     receive, send = ctx.Pipe(duplex=False)
-    worker = ctx.Process(target=_group_worker, name=f"lazydit-export-{'-'.join(there)}", daemon=True,
-                         args=(send, jobs, stamp, there, root, getattr(say, "start", None), _quiet_state()))
+    worker = ctx.Process(target=_group_worker, name=f"lazydit-export-{'-'.join(there) or SHARED}", daemon=True,
+                         args=(send, jobs, stamp, there, queue, root, getattr(say, "start", None), _quiet_state()))
     worker.start()
     send.close()
     try:
-        artifacts, timings = _write_group(jobs, stamp, here, root, say)
+        artifacts, timings, models = _write_group(jobs, stamp, here, root, say, queue)
         status, *result = _receive(receive, worker)
         if status != "ok":
             error, remote = result
-            raise ExportError(f"writing {', '.join(there)} failed: {error}\n{remote}")
+            raise ExportError(f"writing {', '.join(there) or SHARED} failed: {error}\n{remote}")
         artifacts.update(result[0])
-        timings.update(result[1])
+        timings.update({k: v + timings.get(k, 0.0) for k, v in result[1].items()})
+        models.update(result[2])
+        if shared:
+            t = time.perf_counter()
+            missing = [j.name for j in jobs if j.name not in models]  # the queue is drained by both
+            models.update(onnx_models(ExportJob(jobs, stamp, say), missing) if missing else {})
+            artifacts[SHARED] = save_onnx({j.name: models[j.name] for j in jobs}, stamp, root)
+            timings[SHARED] = timings.get(SHARED, 0.0) + time.perf_counter() - t
         return artifacts, timings
     finally:
         if worker.is_alive():
             worker.terminate()
         worker.join()
         receive.close()
+        queue.close()
 
 
-def _write_group(jobs: list[GraphJob], stamp: dict, formats: tuple[str, ...], root: Path,
-                 say) -> tuple[dict[str, dict], dict[str, float]]:
-    artifacts, timings = {}, {}
-    job = ExportJob(jobs, stamp, say)  # one trace per method, shared by the formats of this group
+def _write_group(jobs: list[GraphJob], stamp: dict, formats: tuple[str, ...], root: Path, say,
+                 onnx_queue=None) -> tuple[dict[str, dict], dict[str, float], dict]:
+    """This process's formats, then (given a queue) ONNX methods from the queue until it is empty:
+    artifacts and seconds per format, and the ONNX models converted here."""
+    artifacts, timings, models = {}, {}, {}
+    job = ExportJob(jobs, stamp, say)  # one trace per method, shared by the formats of this process
     for fmt in formats:
         t = time.perf_counter()
         say(f"writing {fmt} ({len(jobs)} methods)")
         artifacts[fmt] = FORMATS[fmt](job, root)
         timings[fmt] = time.perf_counter() - t
-    return artifacts, timings
+    if onnx_queue is None:
+        return artifacts, timings, models
+    t = time.perf_counter()
+    while True:
+        try:
+            name = onnx_queue.get(timeout=0.1)
+        except queue_module.Empty:
+            break
+        models.update(onnx_models(job, [name]))
+    if models:
+        timings[SHARED] = time.perf_counter() - t
+    return artifacts, timings, models
 
 
-def _group_worker(send, jobs, stamp, formats, root, start, quiet) -> None:
+def _group_worker(send, jobs, stamp, formats, onnx_queue, root, start, quiet) -> None:
     filters, levels = quiet
     warnings.filters[:] = filters
     for name, level in levels.items():
         logging.getLogger(name).setLevel(level)
     say = _printer(start is not None, start)
     try:
-        send.send(("ok", *_write_group(jobs, stamp, formats, root, say)))
+        send.send(("ok", *_write_group(jobs, stamp, formats, root, say, onnx_queue)))
     except BaseException as exc:  # noqa: BLE001 - every failure goes back to the exporting process
         send.send(("error", f"{type(exc).__name__}: {exc}", traceback.format_exc()))
     finally:

@@ -63,17 +63,29 @@ ONNX_INLINE_LIMIT = 1024  # bytes; smaller constants stay inline (onnxruntime's 
 @register_format("onnx")
 def write_onnx(job: ExportJob, out: Path) -> dict:
     """One graph per method; every large initializer lives once in ``onnx/weights.bin``."""
+    return save_onnx(onnx_models(job, [g.name for g in job.graphs]), job.metadata, out)
+
+
+def onnx_models(job: ExportJob, names: list[str]) -> dict:
+    """The ONNX graphs of the named methods, converted but not yet written (methods are
+    independent, so two processes can each convert a share)."""
+    models = {}
+    for g in job.graphs:
+        if g.name in names:
+            job.progress(f"onnx {g.name}")
+            program = torch.onnx.export(job.program(g), g.example, dynamo=True, input_names=g.input_names,
+                                        output_names=g.output_names, optimize=False, verbose=False)
+            models[g.name] = _lean_onnx(program.model)
+    return models
+
+
+def save_onnx(models: dict, metadata: dict[str, str], out: Path) -> dict:
+    """Write ``onnx/<method>.onnx`` with every large initializer stored once in ``onnx/weights.bin``."""
     import onnx
     from onnx import numpy_helper
 
     folder = out / "onnx"
     folder.mkdir()
-    models = {}
-    for g in job.graphs:
-        job.progress(f"onnx {g.name}")
-        program = torch.onnx.export(job.program(g), g.example, dynamo=True, input_names=g.input_names,
-                                    output_names=g.output_names, optimize=False, verbose=False)
-        models[g.name] = _lean_onnx(program.model)
     offsets: dict[str, tuple[int, int]] = {}
     with open(folder / "weights.bin", "wb") as blob:
         for name, proto in models.items():
@@ -100,7 +112,7 @@ def write_onnx(job: ExportJob, out: Path) -> dict:
     files, methods = [], {}
     for name, proto in models.items():
         del proto.metadata_props[:]
-        for key, value in job.metadata.items():
+        for key, value in metadata.items():
             prop = proto.metadata_props.add()
             prop.key, prop.value = key, value
         path = folder / f"{name}.onnx"
