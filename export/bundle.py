@@ -284,7 +284,8 @@ def write_formats(jobs: list[GraphJob], stamp: dict, formats: tuple[str, ...], r
         models.update(result[2])
         if shared:
             t = time.perf_counter()
-            missing = [j.name for j in jobs if j.name not in models]  # the queue is drained by both
+            # a name neither process saw (a queue read that timed out early) is converted here
+            missing = [j.name for j in jobs if j.name not in models]
             models.update(onnx_models(ExportJob(jobs, stamp, say), missing) if missing else {})
             artifacts[SHARED] = save_onnx({j.name: models[j.name] for j in jobs}, stamp, root)
             timings[SHARED] = timings.get(SHARED, 0.0) + time.perf_counter() - t

@@ -217,11 +217,13 @@ class _LoweredPiece(nn.Module):
     def of(cls, program: torch.export.ExportedProgram, name: str) -> _LoweredPiece:
         import operator
 
+        from executorch.exir.delegate import executorch_call_delegate
+
         graph, signature = program.graph, program.graph_signature
         calls = [n for n in graph.nodes if n.op == "call_function" and n.target is not operator.getitem]
-        if len(calls) != 1 or "executorch_call_delegate" not in str(calls[0].target):
+        if len(calls) != 1 or calls[0].target is not executorch_call_delegate:
             left = sorted({getattr(n.target, "__name__", str(n.target)) for n in calls
-                           if "executorch_call_delegate" not in str(n.target)})
+                           if n.target is not executorch_call_delegate})
             raise RuntimeError(f"piece {name} did not lower to one XNNPACK delegate (left outside: {left})")
         call = calls[0]
         owned = {**signature.inputs_to_parameters, **signature.inputs_to_buffers,
