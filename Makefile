@@ -26,14 +26,17 @@ demo: $(STAMP)
 	$(BIN)/lazydit sample --bundle $(OUT)/bundle-lazy --backend onnxruntime --per-class 8 --out $(OUT)/samples
 	@echo "bundle: $(OUT)/bundle-lazy  latency: $(OUT)/bench.json  samples: $(OUT)/samples/grid.png"
 
+# The layer contracts and the formatter first: pytest's summary stays the last line printed.
 test: $(STAMP)
+	$(BIN)/lint-imports
+	$(BIN)/ruff format --check --quiet lazydit export runtime device tests
 	$(BIN)/pytest -q
 
 test-slow: $(STAMP)
 	$(BIN)/pytest -q -m slow
 
 lint: $(STAMP)
-	$(BIN)/ruff check lazydit export runtime tests
+	$(BIN)/ruff check lazydit export runtime device tests
 
 clean:
 	rm -rf $(OUT) .pytest_cache

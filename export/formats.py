@@ -11,20 +11,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from lazydit.runtime.bundle import sha256
 from torch import nn
+
+from lazydit.registry import Registry
+from lazydit.runtime.bundle import sha256
 
 from .graphs import StepGraph
 
-FORMATS: dict[str, Callable[[ExportJob, Path], dict]] = {}
+
+class ExportError(RuntimeError):
+    """An export that cannot be completed or whose result fails a check; nothing is left behind."""
 
 
-def register_format(name: str):
-    def wrap(fn):
-        FORMATS[name] = fn
-        return fn
-
-    return wrap
+FORMATS: Registry[Callable[[ExportJob, Path], dict]] = Registry("format", ExportError)
+register_format = FORMATS.register
 
 
 @dataclass
@@ -73,8 +73,15 @@ def onnx_models(job: ExportJob, names: list[str]) -> dict:
     for g in job.graphs:
         if g.name in names:
             job.progress(f"onnx {g.name}")
-            program = torch.onnx.export(job.program(g), g.example, dynamo=True, input_names=g.input_names,
-                                        output_names=g.output_names, optimize=False, verbose=False)
+            program = torch.onnx.export(
+                job.program(g),
+                g.example,
+                dynamo=True,
+                input_names=g.input_names,
+                output_names=g.output_names,
+                optimize=False,
+                verbose=False,
+            )
             models[g.name] = _lean_onnx(program.model)
     return models
 
@@ -202,8 +209,9 @@ class _LoweredPiece(nn.Module):
     Tensors the delegate takes as inputs although they are the piece's constants (XNNPACK keeps
     some operands, e.g. an added buffer, as inputs) are held here and passed along."""
 
-    def __init__(self, delegate: nn.Module, sources: list[int | str], constants: dict[str, torch.Tensor],
-                 out_order: list[int]):
+    def __init__(
+        self, delegate: nn.Module, sources: list[int | str], constants: dict[str, torch.Tensor], out_order: list[int]
+    ):
         super().__init__()
         self.delegate, self.sources, self.out_order = delegate, sources, out_order
         for name, value in constants.items():
@@ -222,12 +230,20 @@ class _LoweredPiece(nn.Module):
         graph, signature = program.graph, program.graph_signature
         calls = [n for n in graph.nodes if n.op == "call_function" and n.target is not operator.getitem]
         if len(calls) != 1 or calls[0].target is not executorch_call_delegate:
-            left = sorted({getattr(n.target, "__name__", str(n.target)) for n in calls
-                           if n.target is not executorch_call_delegate})
+            left = sorted(
+                {
+                    getattr(n.target, "__name__", str(n.target))
+                    for n in calls
+                    if n.target is not executorch_call_delegate
+                }
+            )
             raise RuntimeError(f"piece {name} did not lower to one XNNPACK delegate (left outside: {left})")
         call = calls[0]
-        owned = {**signature.inputs_to_parameters, **signature.inputs_to_buffers,
-                 **signature.inputs_to_lifted_tensor_constants}
+        owned = {
+            **signature.inputs_to_parameters,
+            **signature.inputs_to_buffers,
+            **signature.inputs_to_lifted_tensor_constants,
+        }
         sources, constants = [], {}
         for arg in call.args[1:]:
             if arg.name in signature.user_inputs:
@@ -305,9 +321,13 @@ def _convert_coreml(job: ExportJob, tmp: Path, path: Path) -> None:
         job.progress(f"coreml {g.name}")
         program = _strip_aliases(job.program(g).run_decompositions({}))
         mlmodel = ct.convert(
-            program, minimum_deployment_target=ct.target.iOS18, compute_precision=ct.precision.FLOAT16,
-            inputs=[ct.TensorType(name=n, shape=tuple(t.shape), dtype=_ct_dtype(t)) for n, t in
-                    zip(g.input_names, g.example)],
+            program,
+            minimum_deployment_target=ct.target.iOS18,
+            compute_precision=ct.precision.FLOAT16,
+            inputs=[
+                ct.TensorType(name=n, shape=tuple(t.shape), dtype=_ct_dtype(t))
+                for n, t in zip(g.input_names, g.example)
+            ],
             outputs=[ct.TensorType(name=n) for n in g.output_names],
             skip_model_load=True,
         )

@@ -112,6 +112,34 @@ def step_specs(plan: Plan) -> list[StepSpec]:
     return [StepSpec(tuple(tuple(row) for row in step)) for step in cells]
 
 
+@dataclass(frozen=True)
+class MethodTable:
+    """Which graph every step runs: the plan's liveness analysis, made once per export and read
+    by the manifest, the graphs and the golden vectors alike."""
+
+    specs: list[StepSpec]  # one per step
+    names: dict[tuple, str]  # one method name per distinct spec, after the first step that uses it
+
+    @classmethod
+    def of(cls, plan: Plan) -> MethodTable:
+        specs = step_specs(plan)
+        names: dict[tuple, str] = {}
+        for k, spec in enumerate(specs):
+            names.setdefault(spec.key, f"step_{k:02d}")
+        return cls(specs, names)
+
+    @property
+    def step_methods(self) -> list[str]:
+        return [self.names[s.key] for s in self.specs]
+
+    def methods(self) -> dict[str, StepSpec]:
+        """Each distinct method with its spec, in the order steps first use them."""
+        unique: dict[str, StepSpec] = {}
+        for spec in self.specs:
+            unique.setdefault(self.names[spec.key], spec)
+        return unique
+
+
 def _layer_norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """LayerNorm without affine parameters from XNNPACK's operators: it has no layer-norm node,
     but a 4-D mean over the two innermost dimensions, which with a trailing unit dimension is the
@@ -129,8 +157,8 @@ def _rows(linear: nn.Linear, index: int, count: int, offset: float = 0.0) -> nn.
     size = linear.out_features // count
     part = nn.Linear(linear.in_features, size)
     with torch.no_grad():
-        part.weight.copy_(linear.weight[index * size:(index + 1) * size])
-        part.bias.copy_(linear.bias[index * size:(index + 1) * size] + offset)
+        part.weight.copy_(linear.weight[index * size : (index + 1) * size])
+        part.bias.copy_(linear.bias[index * size : (index + 1) * size] + offset)
     return part
 
 
@@ -212,7 +240,7 @@ class BranchPiece(_Piece):
         qkv = a.qkv(x)
 
         def split(i: int) -> torch.Tensor:
-            part = qkv[:, :, i * width:(i + 1) * width].reshape(b, n, heads, dim)
+            part = qkv[:, :, i * width : (i + 1) * width].reshape(b, n, heads, dim)
             return part.permute(0, 2, 1, 3).reshape(b * heads, n, dim)
 
         q, k, v = split(0), split(1), split(2)
@@ -277,8 +305,12 @@ class Pieces(nn.Module):
         c = self.config
         tokens, cond, one = torch.zeros(2, c.num_tokens, c.hidden_size), torch.zeros(2, c.hidden_size), torch.ones(1)
         x = torch.zeros(1, c.in_channels, c.input_size, c.input_size)
-        return {"embed": (x, one, cond), "compute": (tokens, cond), "skip": (tokens, cond, tokens.clone()),
-                "finish": (tokens, cond, x.clone(), one, one * 0.5, one * 0.5)}[name.split(".")[0]]
+        return {
+            "embed": (x, one, cond),
+            "compute": (tokens, cond),
+            "skip": (tokens, cond, tokens.clone()),
+            "finish": (tokens, cond, x.clone(), one, one * 0.5, one * 0.5),
+        }[name.split(".")[0]]
 
 
 def piece_key(block: int, module: str) -> str:
@@ -364,8 +396,9 @@ def example_inputs(model: DiT, spec: StepSpec) -> tuple[torch.Tensor, ...]:
         **{s: torch.ones(1) * 0.5 for s in SCALARS},
     }
     # one tensor per input: torch.export treats a tensor passed twice as one aliased input
-    return tuple(shapes[name] if name in shapes else torch.zeros(2, c.num_tokens, c.hidden_size)
-                 for name, _ in spec.inputs())
+    return tuple(
+        shapes[name] if name in shapes else torch.zeros(2, c.num_tokens, c.hidden_size) for name, _ in spec.inputs()
+    )
 
 
 def cache_shape(model: DiT) -> list[int]:

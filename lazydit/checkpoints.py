@@ -25,14 +25,13 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 import re
 import struct
-import tempfile
 from pathlib import Path
 
 import torch
 
+from .files import atomic_write
 from .model import DiT, DiT_models, DiTConfig, get_2d_sincos_pos_embed
 
 DEFAULT_MODEL_DIR = Path(__file__).parent / "weights"
@@ -47,21 +46,6 @@ class CheckpointError(ValueError):
 
 
 # ----------------------------------------------------------------------------- saving
-
-
-def atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` then rename over ``path``, so a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_model(model: DiT, path: str | Path, dtype: torch.dtype = torch.float32, metadata: dict | None = None) -> Path:
@@ -290,8 +274,14 @@ def _registry_size(size: str | DiTConfig) -> DiTConfig:
     return DiT_models[size]
 
 
-def infer_config(state: dict, size: str | DiTConfig | None = None, name: str = "custom", *,
-                 input_size: int | None = None, num_heads: int | None = None) -> DiTConfig:
+def infer_config(
+    state: dict,
+    size: str | DiTConfig | None = None,
+    name: str = "custom",
+    *,
+    input_size: int | None = None,
+    num_heads: int | None = None,
+) -> DiTConfig:
     """The DiTConfig of an official-layout state dict, or ``size`` (registry name or config) if given.
 
     hidden, patch, in_channels, depth, mlp_ratio, num_classes and learn_sigma are read from the
@@ -326,7 +316,9 @@ def infer_config(state: dict, size: str | DiTConfig | None = None, name: str = "
         pos = shape("pos_embed")
         grid = math.isqrt(pos[1]) if len(pos) == 3 else 0
         if len(pos) != 3 or grid * grid != pos[1]:
-            raise CheckpointError(f"pos_embed has shape {pos}, expected (1, tokens, hidden) with a square grid of tokens")
+            raise CheckpointError(
+                f"pos_embed has shape {pos}, expected (1, tokens, hidden) with a square grid of tokens"
+            )
         input_size = grid * patch
     elif input_size is None:
         sizes = {c.input_size for c in same_width if c.patch_size == patch and c.in_channels == in_ch}
@@ -344,11 +336,21 @@ def infer_config(state: dict, size: str | DiTConfig | None = None, name: str = "
                 "(no registry size has that width): pass a model size"
             )
         num_heads = heads.pop()
-    return check_config(DiTConfig(
-        input_size=input_size, patch_size=patch, in_channels=in_ch, hidden_size=hidden, depth=depth,
-        num_heads=num_heads, mlp_ratio=mlp_hidden / hidden, num_classes=num_classes,
-        learn_sigma=out == 2 * patch * patch * in_ch, name=name,
-    ), name)
+    return check_config(
+        DiTConfig(
+            input_size=input_size,
+            patch_size=patch,
+            in_channels=in_ch,
+            hidden_size=hidden,
+            depth=depth,
+            num_heads=num_heads,
+            mlp_ratio=mlp_hidden / hidden,
+            num_classes=num_classes,
+            learn_sigma=out == 2 * patch * patch * in_ch,
+            name=name,
+        ),
+        name,
+    )
 
 
 def _diffusers_hints(path: Path) -> dict:
@@ -436,7 +438,7 @@ def _load_own(path: Path) -> DiT:
     except ValueError as err:
         raise CheckpointError(f"{meta_path}: not valid JSON: {err}") from err
     if not isinstance(meta, dict) or "config" not in meta:
-        raise CheckpointError(f"{meta_path}: not a lazydit model config (no \"config\" object)")
+        raise CheckpointError(f'{meta_path}: not a lazydit model config (no "config" object)')
     config = config_from_json(meta["config"], str(meta_path))
     state, _ = read_state(path)
     return _load_state(config, state, str(path))

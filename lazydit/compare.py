@@ -17,6 +17,7 @@ import torch
 from .macs import module_macs, plan_macs
 from .metrics import evaluate
 from .model import DiT
+from .options import opt
 from .plans import Plan
 from .policies import PlanRequest, make_plan
 from .samples import generate
@@ -34,24 +35,73 @@ class Row:
     params: dict = field(default_factory=dict)
 
 
+@dataclass
+class CompareConfig:
+    per_class: int = opt(100, "samples per class per row")
+    seed: int = opt(0, "noise seed; sample i's noise depends only on (seed, i)")
+    cfg_scale: float = opt(1.5, "classifier-free guidance scale")
+    rows: tuple[str, ...] = opt((), "row names to run (default: all; DDIM-50 always runs)")
+    drift: bool = opt(
+        False,
+        "instead of the table: per-step PSNR against the no-skip sampler and the samples side by side "
+        "(drift.md, drift.json, drift.png) for 20-step rows (default: DDIM-20, LazyDiT with and without "
+        "forecast, the paper's local recipe, L2C, FORA + forecast, random)",
+    )
+
+
+def select_rows(names: tuple[str, ...], drift: bool = False) -> list[Row]:
+    """The rows a run asks for by name: the table always keeps its DDIM-50 reference; drift takes
+    static rows only and defaults to :data:`DRIFT_ROWS`."""
+    rows = default_rows()
+    by_name = {r.name: r for r in rows}
+    if drift:
+        wanted = list(names or DRIFT_ROWS)
+        unknown = [w for w in wanted if w not in by_name or by_name[w].dynamic]
+        if unknown:
+            raise ValueError(f"unknown or dynamic rows {unknown}; known: {[r.name for r in rows if not r.dynamic]}")
+        return [by_name[w] for w in wanted]
+    unknown = set(names) - set(by_name)
+    if unknown:
+        raise ValueError(f"unknown rows {sorted(unknown)}; known: {[r.name for r in rows]}")
+    return [r for r in rows if not names or r.name in names or r.name == "DDIM-50"]
+
+
 def default_rows() -> list[Row]:
     rows = [Row(f"DDIM-{n}", "ddim", n) for n in (50, 25, 20, 10, 5)]
-    lazy = [Row(f"LazyDiT-{n} @{int(r * 100)}%", "lazydit", n, ratio=r) for n, r in ((50, 0.5), (20, 0.5), (10, 0.5),
-                                                                                     (10, 0.3))]
+    lazy = [
+        Row(f"LazyDiT-{n} @{int(r * 100)}%", "lazydit", n, ratio=r)
+        for n, r in ((50, 0.5), (20, 0.5), (10, 0.5), (10, 0.3))
+    ]
     # the paper's recipe (one-step local loss), ranked globally and with the same budget in every step
-    paper = [Row(f"LazyDiT-{n} @50% local", "lazydit", n, ratio=0.5, params={"objective": "local"})
-             for n in (50, 20, 10)]
-    paper += [Row("LazyDiT-20 @50% local per-step", "lazydit", 20, ratio=0.5,
-                  params={"objective": "local", "budget": "per-step"})]
+    paper = [
+        Row(f"LazyDiT-{n} @50% local", "lazydit", n, ratio=0.5, params={"objective": "local"}) for n in (50, 20, 10)
+    ]
+    paper += [
+        Row(
+            "LazyDiT-20 @50% local per-step",
+            "lazydit",
+            20,
+            ratio=0.5,
+            params={"objective": "local", "budget": "per-step"},
+        )
+    ]
     rows += lazy + paper
-    rows += [Row(r.name + " dynamic", "lazydit", r.steps, ratio=r.ratio, dynamic=True, params=r.params)
-             for r in lazy + paper[1:2]]
-    others = [Row("FORA-20 n=2", "fora", 20, interval=2), Row("FORA-20 n=3", "fora", 20, interval=3),
-              Row("FORA-10 n=2", "fora", 10, interval=2), Row("L2C-20 @50%", "l2c", 20, ratio=0.5),
-              Row("random-20 @50%", "random", 20, ratio=0.5)]
+    rows += [
+        Row(r.name + " dynamic", "lazydit", r.steps, ratio=r.ratio, dynamic=True, params=r.params)
+        for r in lazy + paper[1:2]
+    ]
+    others = [
+        Row("FORA-20 n=2", "fora", 20, interval=2),
+        Row("FORA-20 n=3", "fora", 20, interval=3),
+        Row("FORA-10 n=2", "fora", 10, interval=2),
+        Row("L2C-20 @50%", "l2c", 20, ratio=0.5),
+        Row("random-20 @50%", "random", 20, ratio=0.5),
+    ]
     rows += others
-    rows += [Row(r.name + " +forecast", r.policy, r.steps, r.ratio, r.interval, forecast=True, params=r.params)
-             for r in lazy + paper[:3] + others]
+    rows += [
+        Row(r.name + " +forecast", r.policy, r.steps, r.ratio, r.interval, forecast=True, params=r.params)
+        for r in lazy + paper[:3] + others
+    ]
     return rows
 
 
@@ -62,11 +112,18 @@ def _dynamic_decider(model: DiT, plan: Plan, steps: int):
 
     gates = load_gates(plan.params["gates"], model, steps)
     threshold = plan.params["cutoff_logit"]
-    return (lambda: (lambda k, b, m, h: gates.pair_logit(k, b, m, h) >= threshold)), threshold
+    return (lambda: lambda k, b, m, h: gates.pair_logit(k, b, m, h) >= threshold), threshold
 
 
-def run_row(model: DiT, row: Row, per_class: int, seed: int, cfg: float, reference: torch.Tensor | None,
-            progress: bool = True) -> tuple[dict, torch.Tensor]:
+def run_row(
+    model: DiT,
+    row: Row,
+    per_class: int,
+    seed: int,
+    cfg_scale: float,
+    reference: torch.Tensor | None,
+    progress: bool = True,
+) -> tuple[dict, torch.Tensor]:
     plan = row_plan(model, row)
     factory, extra = None, {}
     if row.dynamic:
@@ -76,25 +133,36 @@ def run_row(model: DiT, row: Row, per_class: int, seed: int, cfg: float, referen
     else:
         plan_for_run = plan
     start = time.perf_counter()
-    images, labels, per_image = generate(model, plan_for_run, per_class, seed, cfg, decider_factory=factory,
-                                         progress=progress)
+    images, labels, per_image = generate(
+        model, plan_for_run, per_class, seed, cfg_scale, decider_factory=factory, progress=progress
+    )
     wall = time.perf_counter() - start
     if row.dynamic:
-        macs, ratio = _dynamic_macs(model, plan_for_run, per_class, seed, cfg, factory)
+        macs, ratio = _dynamic_macs(model, plan_for_run, per_class, seed, cfg_scale, factory)
     else:
         counted = plan_macs(model.config, plan)
         macs, ratio = counted["macs_per_image"], plan.lazy_ratio
     quality = evaluate(images, labels, reference)
-    result = {"name": row.name, "policy": row.policy, "steps": row.steps, "forecast": row.forecast,
-              "dynamic": row.dynamic, "lazy_ratio": ratio, "macs_per_image": macs,
-              "eager_ms_per_image": per_image * 1000, "wall_s": wall, **extra, **quality}
+    result = {
+        "name": row.name,
+        "policy": row.policy,
+        "steps": row.steps,
+        "forecast": row.forecast,
+        "dynamic": row.dynamic,
+        "lazy_ratio": ratio,
+        "macs_per_image": macs,
+        "eager_ms_per_image": per_image * 1000,
+        "wall_s": wall,
+        **extra,
+        **quality,
+    }
     return result, images
 
 
-def _dynamic_macs(model: DiT, plan: Plan, per_class: int, seed: int, cfg: float, factory) -> tuple[float, float]:
+def _dynamic_macs(model: DiT, plan: Plan, per_class: int, seed: int, cfg_scale: float, factory) -> tuple[float, float]:
     """Mean MACs per image of dynamic gating, from the decisions it made on a subset."""
     from .diffusion import initial_noise
-    from .sampler import sample
+    from .executor import sample
     from .samples import class_labels
 
     c = model.config
@@ -104,7 +172,7 @@ def _dynamic_macs(model: DiT, plan: Plan, per_class: int, seed: int, cfg: float,
     full_step = plan_macs(c, Plan.full(1, c.depth))["macs_per_image"]
     total, skipped, cells = 0.0, 0.0, 0
     records = []
-    sample(model, noise, labels, plan, cfg, decider=factory(), on_step=records.append)
+    sample(model, noise, labels, plan, cfg_scale, decider=factory(), on_step=records.append)
     for rec in records:
         step = full_step
         for (b, m), frac in rec.computed.items():
@@ -115,11 +183,12 @@ def _dynamic_macs(model: DiT, plan: Plan, per_class: int, seed: int, cfg: float,
     return total, skipped / cells
 
 
-def compare(model: DiT, rows: list[Row], per_class: int = 100, seed: int = 0, cfg: float = 1.5,
-            progress: bool = True) -> dict:
+def compare(
+    model: DiT, rows: list[Row], per_class: int = 100, seed: int = 0, cfg_scale: float = 1.5, progress: bool = True
+) -> dict:
     ref_row = next((r for r in rows if r.policy == "ddim" and r.steps == 50), Row("DDIM-50", "ddim", 50))
     results = []
-    ref_result, reference = run_row(model, ref_row, per_class, seed, cfg, None, progress)
+    ref_result, reference = run_row(model, ref_row, per_class, seed, cfg_scale, None, progress)
     ref_result["psnr_db"] = float("inf")
     for row in rows:
         if row is ref_row:
@@ -127,32 +196,38 @@ def compare(model: DiT, rows: list[Row], per_class: int = 100, seed: int = 0, cf
             continue
         if progress:
             print(f"row {row.name}", flush=True)
-        result, _ = run_row(model, row, per_class, seed, cfg, reference, progress)
+        result, _ = run_row(model, row, per_class, seed, cfg_scale, reference, progress)
         results.append(result)
-    return {"per_class": per_class, "seed": seed, "cfg": cfg, "rows": results}
+    return {"per_class": per_class, "seed": seed, "cfg": cfg_scale, "rows": results}
 
 
 def to_markdown(report: dict) -> str:
     r0 = report["rows"][0]
     lines = [
-        (f"Same initial noise for every row; {report['per_class']} samples per class, guidance {report['cfg']}, "
-        f"seed {report['seed']}. FD is shown as a multiple of the real-vs-real floor "
-        f"(CNN floor {r0['fd_cnn_floor']:.3f}, MLP floor {r0['fd_mlp_floor']:.3f})."),
+        (
+            f"Same initial noise for every row; {report['per_class']} samples per class, guidance {report['cfg']}, "
+            f"seed {report['seed']}. FD is shown as a multiple of the real-vs-real floor "
+            f"(CNN floor {r0['fd_cnn_floor']:.3f}, MLP floor {r0['fd_mlp_floor']:.3f})."
+        ),
         "",
-        ("| sampler | lazy ratio | MACs/image (M) | eager ms/image | class acc | FD CNN (x floor) | FD MLP (x floor) "
-        "| PSNR vs DDIM-50 (dB) |"),
+        (
+            "| sampler | lazy ratio | MACs/image (M) | eager ms/image | class acc | FD CNN (x floor) | FD MLP (x floor) "
+            "| PSNR vs DDIM-50 (dB) |"
+        ),
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in report["rows"]:
         psnr = "-" if r["psnr_db"] == float("inf") else f"{r['psnr_db']:.1f}"
-        lines.append(f"| {r['name']} | {r['lazy_ratio']:.2f} | {r['macs_per_image'] / 1e6:.0f} | "
-                     f"{r['eager_ms_per_image']:.2f} | {r['class_accuracy']:.3f} | {r['fd_cnn_ratio']:.2f} | "
-                     f"{r['fd_mlp_ratio']:.2f} | {psnr} |")
+        lines.append(
+            f"| {r['name']} | {r['lazy_ratio']:.2f} | {r['macs_per_image'] / 1e6:.0f} | "
+            f"{r['eager_ms_per_image']:.2f} | {r['class_accuracy']:.3f} | {r['fd_cnn_ratio']:.2f} | "
+            f"{r['fd_mlp_ratio']:.2f} | {psnr} |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def write_report(report: dict, out_dir: str | Path, command: str) -> None:
-    from .checkpoints import atomic_write
+    from .files import atomic_write
 
     out_dir = Path(out_dir)
     text = f"# Equal-latency comparison\n\nRegenerate with:\n\n```sh\n{command}\n```\n\n" + to_markdown(report)
@@ -160,17 +235,24 @@ def write_report(report: dict, out_dir: str | Path, command: str) -> None:
     atomic_write(out_dir / "compare.json", lambda tmp: tmp.write_text(json.dumps(report, indent=2) + "\n"))
 
 
-DRIFT_ROWS = ("DDIM-20", "LazyDiT-20 @50% +forecast", "LazyDiT-20 @50%", "LazyDiT-20 @50% local", "L2C-20 @50%",
-              "FORA-20 n=2 +forecast", "random-20 @50%")
+DRIFT_ROWS = (
+    "DDIM-20",
+    "LazyDiT-20 @50% +forecast",
+    "LazyDiT-20 @50%",
+    "LazyDiT-20 @50% local",
+    "L2C-20 @50%",
+    "FORA-20 n=2 +forecast",
+    "random-20 @50%",
+)
 
 
-def drift(model: DiT, rows: list[Row], per_class: int = 10, seed: int = 0, cfg: float = 1.5) -> tuple[dict, dict]:
+def drift(model: DiT, rows: list[Row], per_class: int = 10, seed: int = 0, cfg_scale: float = 1.5) -> tuple[dict, dict]:
     """Where a plan leaves the full-compute trajectory: PSNR of the sample after every step against
     the no-skip sampler with the same step count, noise and labels (rows must share a step count).
     Returns the report and each row's final images."""
     from .diffusion import initial_noise
+    from .executor import sample
     from .metrics import psnr
-    from .sampler import sample
     from .samples import class_labels
 
     steps = {r.steps for r in rows}
@@ -183,17 +265,22 @@ def drift(model: DiT, rows: list[Row], per_class: int = 10, seed: int = 0, cfg: 
 
     def trajectory(plan: Plan) -> list[torch.Tensor]:
         xs = []
-        sample(model, noise, labels, plan, cfg, on_step=lambda rec: xs.append(rec.x))
+        sample(model, noise, labels, plan, cfg_scale, on_step=lambda rec: xs.append(rec.x))
         return xs
 
     reference = trajectory(Plan.full(n, c.depth))
-    report, finals = {"steps": n, "per_class": per_class, "seed": seed, "cfg": cfg, "rows": []}, {}
+    report, finals = {"steps": n, "per_class": per_class, "seed": seed, "cfg": cfg_scale, "rows": []}, {}
     for row in rows:
         plan = row_plan(model, row)
         xs = trajectory(plan)
         skips = [sum(ch != "C" for cell in plan.cells[k] for ch in cell) for k in range(n)]
-        report["rows"].append({"name": row.name, "skipped_per_step": skips,
-                               "psnr_per_step_db": [min(psnr(x, r), 99.0) for x, r in zip(xs, reference)]})
+        report["rows"].append(
+            {
+                "name": row.name,
+                "skipped_per_step": skips,
+                "psnr_per_step_db": [min(psnr(x, r), 99.0) for x, r in zip(xs, reference)],
+            }
+        )
         finals[row.name] = xs[-1]
     return report, finals
 
@@ -205,26 +292,46 @@ def row_plan(model: DiT, row: Row) -> Plan:
         from .gates import default_gates_path
 
         gates = str(default_gates_path(row.steps, "lazydit", row.params.get("objective", "trajectory")))
-    plan = make_plan(row.policy, model, PlanRequest(steps=row.steps, ratio=row.ratio, interval=row.interval,
-                                                    budget=row.params.get("budget", "global"), gates_path=gates))
-    return plan.with_forecast() if row.forecast else plan
+    return make_plan(
+        row.policy,
+        model,
+        PlanRequest(
+            steps=row.steps,
+            ratio=row.ratio,
+            interval=row.interval,
+            budget=row.params.get("budget", "global"),
+            gates=gates,
+            forecast=row.forecast,
+        ),
+    )
 
 
 def write_drift(report: dict, finals: dict, labels: torch.Tensor, out_dir: str | Path, command: str) -> None:
     """drift.json, drift.md (per-step PSNR table) and drift.png (the rows' samples side by side)."""
     import numpy as np
 
-    from .checkpoints import atomic_write
     from .data import to_uint8
+    from .files import atomic_write
     from .samples import grid_image, png_bytes
 
     out_dir = Path(out_dir)
     n = report["steps"]
-    lines = ["# Per-step drift", "", "Regenerate with:", "", f"```sh\n{command}\n```", "",
-             (f"PSNR (dB) of the sample after each step against DDIM-{n} without skips, same noise and labels "
-             f"({report['per_class']} per class). Skipped modules per step in the second line of each row. "
-             f"`drift.png` shows the final samples side by side, one panel per row, in this order."), "",
-             "| row | " + " | ".join(str(k) for k in range(n)) + " |", "|---|" + "---|" * n]
+    lines = [
+        "# Per-step drift",
+        "",
+        "Regenerate with:",
+        "",
+        f"```sh\n{command}\n```",
+        "",
+        (
+            f"PSNR (dB) of the sample after each step against DDIM-{n} without skips, same noise and labels "
+            f"({report['per_class']} per class). Skipped modules per step in the second line of each row. "
+            f"`drift.png` shows the final samples side by side, one panel per row, in this order."
+        ),
+        "",
+        "| row | " + " | ".join(str(k) for k in range(n)) + " |",
+        "|---|" + "---|" * n,
+    ]
     for r in report["rows"]:
         lines.append(f"| {r['name']} | " + " | ".join(f"{v:.0f}" for v in r["psnr_per_step_db"]) + " |")
         lines.append("| skipped | " + " | ".join(str(v) for v in r["skipped_per_step"]) + " |")

@@ -51,11 +51,19 @@ class DDIMSchedule:
         return {"t": float(self.timesteps[index]), "alpha": self.alphas[index], "alpha_prev": self.alphas_prev[index]}
 
     def to_dict(self) -> dict:
-        return {"name": "ddim", "steps": self.steps, "eta": 0.0, "timesteps": self.timesteps,
-                "alphas": self.alphas, "alphas_prev": self.alphas_prev}
+        return {
+            "name": "ddim",
+            "steps": self.steps,
+            "eta": 0.0,
+            "timesteps": self.timesteps,
+            "alphas": self.alphas,
+            "alphas_prev": self.alphas_prev,
+        }
 
 
-def ddim_update(x: torch.Tensor, eps: torch.Tensor, alpha: torch.Tensor | float, alpha_prev: torch.Tensor | float) -> torch.Tensor:
+def ddim_update(
+    x: torch.Tensor, eps: torch.Tensor, alpha: torch.Tensor | float, alpha_prev: torch.Tensor | float
+) -> torch.Tensor:
     """One eta=0 DDIM step written only with tensor arithmetic, so exported graphs share it."""
     alpha = torch.as_tensor(alpha, dtype=x.dtype)
     alpha_prev = torch.as_tensor(alpha_prev, dtype=x.dtype)

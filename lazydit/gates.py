@@ -35,10 +35,14 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .checkpoints import atomic_write, weights_hash
-from .data import ImageDataset
-from .diffusion import DDIMSchedule, ddim_update, guide, q_sample
+from .checkpoints import weights_hash
+from .data import ImageDataset, digits
+from .diffusion import DDIMSchedule, ddim_update, guide, initial_noise, q_sample
+from .executor import sample
+from .files import atomic_write
 from .model import MODULES, DiT
+from .options import opt
+from .plans import Plan
 
 GATE_KINDS = ("lazydit", "router")
 OBJECTIVES = ("local", "trajectory")
@@ -91,20 +95,58 @@ def _pair_mean(rows: torch.Tensor) -> torch.Tensor:
     return (rows[:half] + rows[half:]) / 2
 
 
+# The recipe each objective was tuned with; a field left at None takes its objective's value.
+OBJECTIVE_DEFAULTS = {
+    "trajectory": {"lr": 3e-4, "iterations": 400, "batch": 16, "target_ratio": 0.5},
+    "local": {"lr": 5e-3, "iterations": 1500, "batch": 32, "target_ratio": None},
+}
+
+
 @dataclass
 class GateTrainConfig:
-    kind: str = "lazydit"
-    rho_attn: float = 1e-4
-    rho_mlp: float = 1e-4
-    lr: float = 5e-3
-    iterations: int = 1500
-    batch_size: int = 32
-    cfg_scale: float = 1.5
-    seed: int = 0
-    objective: str = "local"  # local (the paper's one-step loss) or trajectory (final sample)
-    target_ratio: float | None = None  # adapt rho until the mean score gives this lazy ratio
-    pool: int = 512  # trajectory objective: full-compute reference trajectories to draw from
-    forecast: bool = False  # trajectory objective: skipped modules are forecast, not reused
+    steps: int = opt(help="DDIM steps the gates are for")
+    kind: str = opt(
+        "lazydit",
+        "lazydit: input-dependent gates; router: Learning-to-Cache's input-invariant router",
+        choices=GATE_KINDS,
+    )
+    objective: str = opt(
+        "trajectory",
+        "trajectory: unroll the whole soft-lazy sampler and compare the final sample with full compute; "
+        "local: the one-step loss of the LazyDiT paper",
+        choices=OBJECTIVES,
+    )
+    rho_attn: float = opt(1e-4, "penalty weight of attention scores")
+    rho_mlp: float = opt(1e-4, "penalty weight of MLP scores")
+    lr: float | None = opt(None, "Adam learning rate (default: 3e-4 trajectory, 5e-3 local)")
+    iterations: int | None = opt(None, "optimizer steps (default: 400 trajectory, 1500 local)")
+    batch: int | None = opt(None, "samples per optimizer step (default: 16 trajectory, 32 local)")
+    cfg_scale: float = opt(1.5, "classifier-free guidance scale")
+    seed: int = opt(0, "seed of the gates, the noise and the labels")
+    target_ratio: float | None = opt(
+        None,
+        "adapt rho during training until the mean score gives this lazy ratio (default: 0.5 trajectory, fixed rho local)",
+    )
+    pool: int = opt(512, "trajectory objective: reference trajectories (noise, label, full-compute sample)")
+    forecast: bool = opt(False, "trajectory objective: skipped modules are forecast (for plans made with --forecast)")
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise GateError(f"unknown objective {self.objective!r}; choose one of {OBJECTIVES}")
+        if self.kind not in GATE_KINDS:
+            raise GateError(f"unknown gate kind {self.kind!r}; choose one of {GATE_KINDS}")
+        for key, value in OBJECTIVE_DEFAULTS[self.objective].items():
+            if getattr(self, key) is None:
+                setattr(self, key, value)
+        if self.steps < 2:
+            raise GateError("gates need at least 2 sampling steps (step 0 never skips)")
+        if self.forecast and self.objective != "trajectory":
+            raise GateError("--forecast needs the trajectory objective (the local loss has no skip chains to forecast)")
+        if self.target_ratio is not None and not 0 < self.target_ratio < (self.steps - 1) / self.steps:
+            raise GateError(
+                f"target ratio {self.target_ratio} is out of range for {self.steps} steps "
+                f"(step 0 never skips, so below {(self.steps - 1) / self.steps:.3f})"
+            )
 
 
 def _guided_eps(model: DiT, tokens: torch.Tensor, c: torch.Tensor, cfg_scale: float) -> torch.Tensor:
@@ -113,41 +155,37 @@ def _guided_eps(model: DiT, tokens: torch.Tensor, c: torch.Tensor, cfg_scale: fl
     return guide(eps[:half], eps[half:], cfg_scale)
 
 
-def train_gates(model: DiT, data: ImageDataset, steps: int, cfg: GateTrainConfig, progress: bool = True) -> tuple[LazyGates, list[float]]:
-    """Train gates for every step index except the first; returns the gates and the loss curve."""
-    if steps < 2:
-        raise GateError("gates need at least 2 sampling steps (step 0 never skips)")
-    if cfg.objective not in OBJECTIVES:
-        raise GateError(f"unknown objective {cfg.objective!r}; choose one of {OBJECTIVES}")
-    if cfg.forecast and cfg.objective != "trajectory":
-        raise GateError("--forecast needs the trajectory objective (the local loss has no skip chains to forecast)")
-    if cfg.target_ratio is not None and not 0 < cfg.target_ratio < (steps - 1) / steps:
-        raise GateError(f"target ratio {cfg.target_ratio} is out of range for {steps} steps "
-                        f"(step 0 never skips, so below {(steps - 1) / steps:.3f})")
-    if cfg.objective == "trajectory":
-        return _train_trajectory(model, steps, cfg, progress)
-    torch.manual_seed(cfg.seed)
+def train_gates(
+    model: DiT, config: GateTrainConfig, data: ImageDataset | None = None, progress: bool = True
+) -> tuple[LazyGates, list[float]]:
+    """Train gates for every step index except the first; returns the gates and the loss curve.
+    The local objective draws noisy samples from ``data`` (default: the digits train split)."""
+    if config.objective == "trajectory":
+        return _train_trajectory(model, config, progress)
+    data = data if data is not None else digits("train")
+    steps = config.steps
+    torch.manual_seed(config.seed)
     model.eval().requires_grad_(False)
-    gates = LazyGates(steps, model.config.depth, model.config.hidden_size, cfg.kind)
-    opt = torch.optim.Adam(gates.parameters(), lr=cfg.lr)
+    gates = LazyGates(steps, model.config.depth, model.config.hidden_size, config.kind)
+    optimizer = torch.optim.Adam(gates.parameters(), lr=config.lr)
     schedule = DDIMSchedule(steps)
-    gen = torch.Generator().manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(config.seed)
     null = model.config.num_classes
     losses = []
-    bar = tqdm(range(cfg.iterations), desc=f"gates ddim{steps}", disable=not progress)
+    bar = tqdm(range(config.iterations), desc=f"gates ddim{steps}", disable=not progress)
     for _ in bar:
         k = int(torch.randint(1, steps, (1,), generator=gen))
-        idx = torch.randint(0, len(data), (cfg.batch_size,), generator=gen)
+        idx = torch.randint(0, len(data), (config.batch,), generator=gen)
         x0, y = data.images[idx], data.labels[idx]
         y_pair = torch.cat([y, torch.full_like(y, null)])
         prev = schedule.scalars(k - 1)
-        x_prev = q_sample(x0, torch.full((cfg.batch_size,), int(prev["t"])), torch.randn(x0.shape, generator=gen))
+        x_prev = q_sample(x0, torch.full((config.batch,), int(prev["t"])), torch.randn(x0.shape, generator=gen))
         with torch.no_grad():
-            caches, x_k = _full_step(model, x_prev, y_pair, prev, cfg.cfg_scale)
+            caches, x_k = _full_step(model, x_prev, y_pair, prev, config.cfg_scale)
             cur = schedule.scalars(k)
-            t_pair = torch.full((2 * cfg.batch_size,), cur["t"])
+            t_pair = torch.full((2 * config.batch,), cur["t"])
             tokens, c = model.embed(torch.cat([x_k, x_k]), t_pair, y_pair)
-            target = _guided_eps(model, _full_blocks(model, tokens, c), c, cfg.cfg_scale)
+            target = _guided_eps(model, _full_blocks(model, tokens, c), c, config.cfg_scale)
         soft = tokens
         penalty = torch.zeros(())
         for b, block in enumerate(model.blocks):
@@ -158,12 +196,12 @@ def train_gates(model: DiT, data: ImageDataset, steps: int, cfg: GateTrainConfig
                 s_pair = torch.cat([s, s]).view(-1, 1, 1)
                 out = s_pair * block.branch(m, h) + (1 - s_pair) * caches[(b, m)]
                 soft = soft + block.gate(m, mods).unsqueeze(1) * out
-                penalty = penalty + (cfg.rho_attn if m == "attn" else cfg.rho_mlp) * s.mean()
-        mse = torch.mean((_guided_eps(model, soft, c, cfg.cfg_scale) - target) ** 2)
+                penalty = penalty + (config.rho_attn if m == "attn" else config.rho_mlp) * s.mean()
+        mse = torch.mean((_guided_eps(model, soft, c, config.cfg_scale) - target) ** 2)
         loss = mse + penalty
-        opt.zero_grad(set_to_none=True)
+        optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
+        optimizer.step()
         losses.append(float(mse))
         if len(losses) % 25 == 0:
             bar.set_postfix(mse=f"{sum(losses[-25:]) / 25:.2e}")
@@ -174,11 +212,11 @@ class _Rho:
     """rho_attn and rho_mlp, fixed, or scaled together as a Lagrange multiplier so the mean score
     of the trainable cells settles where the requested lazy ratio puts it."""
 
-    def __init__(self, cfg: GateTrainConfig, steps: int, depth: int, rate: float = 0.5):
-        self.base = {"attn": cfg.rho_attn, "mlp": cfg.rho_mlp}
+    def __init__(self, config: GateTrainConfig, steps: int, depth: int, rate: float = 0.5):
+        self.base = {"attn": config.rho_attn, "mlp": config.rho_mlp}
         self.log_scale, self.rate = 0.0, rate
         total, trainable = steps * depth * len(MODULES), (steps - 1) * depth * len(MODULES)
-        self.target = None if cfg.target_ratio is None else 1 - cfg.target_ratio * total / trainable
+        self.target = None if config.target_ratio is None else 1 - config.target_ratio * total / trainable
 
     def __getitem__(self, module: str) -> float:
         return self.base[module] * math.exp(self.log_scale)
@@ -188,8 +226,9 @@ class _Rho:
             self.log_scale += self.rate * (mean_score - self.target) / max(self.target, 1e-3)
 
 
-def soft_trajectory(model: DiT, gates: LazyGates, noise: torch.Tensor, labels: torch.Tensor, cfg_scale: float,
-                    forecast: bool = False) -> tuple[torch.Tensor, list[tuple[str, torch.Tensor]]]:
+def soft_trajectory(
+    model: DiT, gates: LazyGates, noise: torch.Tensor, labels: torch.Tensor, cfg_scale: float, forecast: bool = False
+) -> tuple[torch.Tensor, list[tuple[str, torch.Tensor]]]:
     """DDIM over every step with soft-lazy modules: ``score * fresh + (1 - score) * estimate``.
 
     The estimate is the module's previous soft output (reuse) or, with ``forecast``, that output
@@ -231,35 +270,34 @@ def soft_trajectory(model: DiT, gates: LazyGates, noise: torch.Tensor, labels: t
     return x, scores
 
 
-def _train_trajectory(model: DiT, steps: int, cfg: GateTrainConfig, progress: bool) -> tuple[LazyGates, list[float]]:
-    from .diffusion import initial_noise
-    from .plans import Plan
-    from .sampler import sample
-
-    torch.manual_seed(cfg.seed)
+def _train_trajectory(model: DiT, config: GateTrainConfig, progress: bool) -> tuple[LazyGates, list[float]]:
+    steps = config.steps
+    torch.manual_seed(config.seed)
     model.eval().requires_grad_(False)
-    c = model.config
-    gates = LazyGates(steps, c.depth, c.hidden_size, cfg.kind)
-    opt = torch.optim.Adam(gates.parameters(), lr=cfg.lr)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    labels = torch.randint(0, c.num_classes, (cfg.pool,), generator=gen)
-    noise = initial_noise(cfg.pool, (c.in_channels, c.input_size, c.input_size), cfg.seed + 7919)
+    arch = model.config
+    gates = LazyGates(steps, arch.depth, arch.hidden_size, config.kind)
+    optimizer = torch.optim.Adam(gates.parameters(), lr=config.lr)
+    gen = torch.Generator().manual_seed(config.seed)
+    labels = torch.randint(0, arch.num_classes, (config.pool,), generator=gen)
+    noise = initial_noise(config.pool, (arch.in_channels, arch.input_size, arch.input_size), config.seed + 7919)
     targets = []
-    for i in tqdm(range(0, cfg.pool, 64), desc=f"reference trajectories ddim{steps}", disable=not progress):
-        targets.append(sample(model, noise[i:i + 64], labels[i:i + 64], Plan.full(steps, c.depth), cfg.cfg_scale))
+    for i in tqdm(range(0, config.pool, 64), desc=f"reference trajectories ddim{steps}", disable=not progress):
+        targets.append(
+            sample(model, noise[i : i + 64], labels[i : i + 64], Plan.full(steps, arch.depth), config.cfg_scale)
+        )
     targets = torch.cat(targets)
-    rho = _Rho(cfg, steps, c.depth)
+    rho = _Rho(config, steps, arch.depth)
     losses = []
-    bar = tqdm(range(cfg.iterations), desc=f"gates ddim{steps} (trajectory)", disable=not progress)
+    bar = tqdm(range(config.iterations), desc=f"gates ddim{steps} (trajectory)", disable=not progress)
     for _ in bar:
-        idx = torch.randint(0, cfg.pool, (cfg.batch_size,), generator=gen)
-        final, scores = soft_trajectory(model, gates, noise[idx], labels[idx], cfg.cfg_scale, cfg.forecast)
+        idx = torch.randint(0, config.pool, (config.batch,), generator=gen)
+        final, scores = soft_trajectory(model, gates, noise[idx], labels[idx], config.cfg_scale, config.forecast)
         mse = torch.mean((final - targets[idx]) ** 2)
         penalty = sum(rho[m] * s.mean() for m, s in scores)
         loss = mse + penalty
-        opt.zero_grad(set_to_none=True)
+        optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
+        optimizer.step()
         mean_score = float(torch.stack([s.detach().mean() for _, s in scores]).mean())
         rho.update(mean_score)
         losses.append(float(mse.detach()))
@@ -293,9 +331,16 @@ def save_gates(gates: LazyGates, path: str | Path, model: DiT, train_config: Gat
     from safetensors.torch import save_file
 
     path = Path(path).with_suffix(".safetensors")
-    meta = {"kind": gates.kind, "steps": gates.steps, "depth": gates.depth, "hidden": gates.hidden,
-            "model_hash": weights_hash(model), "model_name": model.config.name, "sampler": f"ddim{gates.steps}",
-            "train_config": asdict(train_config) if train_config else {}}
+    meta = {
+        "kind": gates.kind,
+        "steps": gates.steps,
+        "depth": gates.depth,
+        "hidden": gates.hidden,
+        "model_hash": weights_hash(model),
+        "model_name": model.config.name,
+        "sampler": f"ddim{gates.steps}",
+        "train_config": asdict(train_config) if train_config else {},
+    }
     state = {k: v.detach().contiguous() for k, v in gates.state_dict().items()}
     atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata={"lazydit": json.dumps(meta)}))
     return path
@@ -313,8 +358,10 @@ def load_gates(path: str | Path, model: DiT, steps: int | None = None) -> LazyGa
     if not meta:
         raise GateError(f"{path} is not a lazydit gate file")
     if meta["model_hash"] != weights_hash(model):
-        raise GateError(f"{path} was trained for another model (hash {meta['model_hash']}); "
-                        "train gates for this model with `lazydit train-gates`")
+        raise GateError(
+            f"{path} was trained for another model (hash {meta['model_hash']}); "
+            "train gates for this model with `lazydit train-gates`"
+        )
     if steps is not None and meta["steps"] != steps:
         raise GateError(f"{path} is for DDIM {meta['steps']} steps, not {steps}")
     gates = LazyGates(meta["steps"], meta["depth"], meta["hidden"], meta["kind"])
@@ -334,27 +381,29 @@ def default_gates_path(steps: int, kind: str = "lazydit", objective: str = "traj
 
 
 @torch.no_grad()
-def calibrate(model: DiT, gates: LazyGates, per_class: int = 4, seed: int = 1000, cfg_scale: float = 1.5,
-              with_logits: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+def calibrate(
+    model: DiT,
+    gates: LazyGates,
+    per_class: int = 4,
+    seed: int = 1000,
+    cfg_scale: float = 1.5,
+    with_logits: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Mean score per (step, block, module) over full-compute trajectories of every class.
 
     With ``with_logits`` also the mean pre-sigmoid score: trained gates often saturate (many cells
     score exactly 0 or 1 in float32), and the logits still rank cells the scores cannot tell apart.
     """
-    from .diffusion import initial_noise
-    from .plans import Plan
-    from .sampler import sample
-
     n_cls = model.config.num_classes
     labels = torch.arange(n_cls).repeat_interleave(per_class)
-    c = model.config
-    noise = initial_noise(len(labels), (c.in_channels, c.input_size, c.input_size), seed)
-    sums = torch.zeros(gates.steps, c.depth, len(MODULES))
+    arch = model.config
+    noise = initial_noise(len(labels), (arch.in_channels, arch.input_size, arch.input_size), seed)
+    sums = torch.zeros(gates.steps, arch.depth, len(MODULES))
     logit_sums = torch.zeros_like(sums)
 
     def observe(step: int, block: int, module: str, h: torch.Tensor):
         sums[step, block, MODULES.index(module)] += gates.pair_score(step, block, module, h).mean()
         logit_sums[step, block, MODULES.index(module)] += gates.pair_logit(step, block, module, h).mean()
 
-    sample(model, noise, labels, Plan.full(gates.steps, c.depth), cfg_scale, decider=observe)
+    sample(model, noise, labels, Plan.full(gates.steps, arch.depth), cfg_scale, decider=observe)
     return (sums, logit_sums) if with_logits else sums

@@ -46,5 +46,22 @@ def plan_macs(config: DiTConfig, plan: Plan) -> dict:
     per_step = [step_macs(config, plan, k) for k in range(plan.steps)]
     full = step_macs(config, Plan.full(1, config.depth), 0) * plan.steps
     total = sum(per_step)
-    return {"macs_per_image": total, "macs_per_image_full": full, "per_step": per_step,
-            "lazy_ratio_macs": 1 - total / full}
+    return {
+        "macs_per_image": total,
+        "macs_per_image_full": full,
+        "per_step": per_step,
+        "lazy_ratio_macs": 1 - total / full,
+    }
+
+
+def add_macs(plan_json: dict, macs: dict) -> dict:
+    """A plan's JSON (changed in place and returned) with the counts of :func:`plan_macs`."""
+    plan_json["lazy_ratio"]["macs"] = macs["lazy_ratio_macs"]
+    plan_json["macs_per_image"] = macs["macs_per_image"]
+    plan_json["macs_per_image_full"] = macs["macs_per_image_full"]
+    return plan_json
+
+
+def plan_record(config: DiTConfig, plan: Plan) -> dict:
+    """The plan's JSON with its MAC counts for this model: what ``lazydit plan`` writes."""
+    return add_macs(plan.to_dict(), plan_macs(config, plan))

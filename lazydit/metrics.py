@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoints import atomic_write
 from .data import digits
+from .files import atomic_write
 
 CLASSIFIER_DIR = Path(__file__).parent / "weights"
 EXTRACTORS = ("cnn", "mlp")
@@ -27,8 +27,16 @@ class DigitCNN(nn.Module):
     def __init__(self, num_classes: int = 10):
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(),
-            nn.MaxPool2d(2), nn.Flatten(), nn.Linear(64 * 16, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(),
+            nn.Conv2d(1, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(64 * 16, 128),
+            nn.ReLU(),
+            nn.Linear(128, 64),
+            nn.ReLU(),
         )
         self.classifier = nn.Linear(64, num_classes)
 
@@ -82,8 +90,10 @@ def save_classifiers(out_dir: Path = CLASSIFIER_DIR, seed: int = 0) -> dict[str,
         state = {k: v.contiguous() for k, v in model.state_dict().items()}
         atomic_write(out_dir / f"classifier-{kind}.safetensors", lambda tmp, s=state: save_file(s, str(tmp)))
         accs[kind] = acc
-    atomic_write(out_dir / "classifiers.json",
-                 lambda tmp: tmp.write_text(json.dumps({"seed": seed, "test_accuracy": accs}, indent=2) + "\n"))
+    atomic_write(
+        out_dir / "classifiers.json",
+        lambda tmp: tmp.write_text(json.dumps({"seed": seed, "test_accuracy": accs}, indent=2) + "\n"),
+    )
     return accs
 
 

@@ -66,8 +66,9 @@ def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch
     return x * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
 
 
-def timestep_frequencies(dim: int, freq_shift: int = 0, max_period: int = 10000,
-                         device: torch.device | None = None) -> torch.Tensor:
+def timestep_frequencies(
+    dim: int, freq_shift: int = 0, max_period: int = 10000, device: torch.device | None = None
+) -> torch.Tensor:
     half = dim // 2
     exponent = -math.log(max_period) * torch.arange(half, dtype=torch.float32, device=device)
     return torch.exp(exponent / (half - freq_shift))
@@ -115,7 +116,9 @@ class LabelEmbedder(nn.Module):
         self.num_classes = num_classes
         self.dropout_prob = dropout_prob
 
-    def forward(self, labels: torch.Tensor, train: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
+    def forward(
+        self, labels: torch.Tensor, train: bool = False, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         if train and self.dropout_prob > 0:
             drop = torch.rand(labels.shape[0], generator=generator, device=labels.device) < self.dropout_prob
             labels = torch.where(drop, torch.full_like(labels, self.num_classes), labels)
@@ -239,8 +242,14 @@ class DiT(nn.Module):
         nn.init.zeros_(self.final_layer.linear.weight)
         nn.init.zeros_(self.final_layer.linear.bias)
 
-    def embed(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, train: bool = False,
-              generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def embed(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        y: torch.Tensor,
+        train: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Token sequence and conditioning vector c = t_emb + y_emb."""
         tokens = self.x_embedder(x) + self.pos_embed
         c = self.t_embedder(t) + self.y_embedder(y, train=train, generator=generator)
@@ -249,8 +258,14 @@ class DiT(nn.Module):
     def head(self, tokens: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         return unpatchify(self.final_layer(tokens, c), self.config.patch_size, self.config.out_channels)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, train: bool = False,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        y: torch.Tensor,
+        train: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         tokens, c = self.embed(x, t, y, train=train, generator=generator)
         for block in self.blocks:
             tokens = block(tokens, c)
@@ -292,12 +307,26 @@ def _sizes() -> dict[str, DiTConfig]:
         for patch in (2, 4, 8):
             name = f"DiT-{size}/{patch}"
             registry[name] = DiTConfig(
-                input_size=32, patch_size=patch, in_channels=4, hidden_size=hidden, depth=depth,
-                num_heads=heads, num_classes=1000, learn_sigma=True, name=name,
+                input_size=32,
+                patch_size=patch,
+                in_channels=4,
+                hidden_size=hidden,
+                depth=depth,
+                num_heads=heads,
+                num_classes=1000,
+                learn_sigma=True,
+                name=name,
             )
     registry["DiT-Digits"] = DiTConfig(
-        input_size=8, patch_size=2, in_channels=1, hidden_size=128, depth=8, num_heads=4,
-        num_classes=10, learn_sigma=False, name="DiT-Digits",
+        input_size=8,
+        patch_size=2,
+        in_channels=1,
+        hidden_size=128,
+        depth=8,
+        num_heads=4,
+        num_classes=10,
+        learn_sigma=False,
+        name="DiT-Digits",
     )
     return registry
 

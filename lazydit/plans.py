@@ -16,9 +16,11 @@ then MLP), e.g. ``"CC RC CR ..."``.
 from __future__ import annotations
 
 import json
+from collections.abc import Container
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .files import write_json
 from .model import MODULES, DiTConfig
 
 COMPUTE, REUSE, FORECAST = "C", "R", "F"
@@ -38,7 +40,7 @@ class Plan:
     cells: list[list[str]]  # [step][block] -> two letters, attn then mlp
     policy: str = "ddim"
     params: dict = field(default_factory=dict)
-    model: dict = field(default_factory=dict)
+    base: dict = field(default_factory=dict)  # the weights the plan was made for: name, weights_hash
 
     def __post_init__(self) -> None:
         self.validate()
@@ -62,11 +64,13 @@ class Plan:
         return self.cells[step][block][MODULES.index(module)]
 
     def skipped_cells(self) -> list[tuple[int, int, str]]:
-        return [(k, b, m) for k in range(self.steps) for b in range(self.depth) for m in MODULES
-                if self.action(k, b, m) != COMPUTE]
-
-    def step_is_lazy(self, step: int) -> bool:
-        return any(c != "CC" for c in self.cells[step])
+        return [
+            (k, b, m)
+            for k in range(self.steps)
+            for b in range(self.depth)
+            for m in MODULES
+            if self.action(k, b, m) != COMPUTE
+        ]
 
     def last_computed(self, step: int, block: int, module: str, count: int = 2) -> list[int]:
         """The most recent steps before ``step`` that compute this module, newest first."""
@@ -78,11 +82,6 @@ class Plan:
                     break
         return found
 
-    def forecast_coefficient(self, step: int, block: int, module: str) -> float:
-        """value = last + coef * (last - previous), with coef = (step - k1) / (k1 - k0)."""
-        k1, k0 = self.last_computed(step, block, module)
-        return (step - k1) / (k1 - k0)
-
     @property
     def lazy_ratio(self) -> float:
         return len(self.skipped_cells()) / (self.steps * self.depth * len(MODULES))
@@ -93,18 +92,23 @@ class Plan:
         for k in range(self.steps):
             row = []
             for b in range(self.depth):
-                row.append("".join(
-                    FORECAST if self.action(k, b, m) != COMPUTE and len(self.last_computed(k, b, m)) == 2
-                    else self.action(k, b, m)
-                    for m in MODULES
-                ))
+                row.append(
+                    "".join(
+                        FORECAST
+                        if self.action(k, b, m) != COMPUTE and len(self.last_computed(k, b, m)) == 2
+                        else self.action(k, b, m)
+                        for m in MODULES
+                    )
+                )
             cells.append(row)
-        return Plan(self.steps, self.depth, cells, self.policy, {**self.params, "forecast": True}, dict(self.model))
+        return Plan(self.steps, self.depth, cells, self.policy, {**self.params, "forecast": True}, dict(self.base))
 
     # checks ---------------------------------------------------------------------------------
     def validate(self) -> None:
         if self.steps < 1 or self.depth < 1:
-            raise PlanError(f"a plan needs at least one step and one block (got steps={self.steps}, depth={self.depth})")
+            raise PlanError(
+                f"a plan needs at least one step and one block (got steps={self.steps}, depth={self.depth})"
+            )
         if len(self.cells) != self.steps:
             raise PlanError(f"plan lists {len(self.cells)} steps but declares {self.steps}")
         for k, row in enumerate(self.cells):
@@ -112,7 +116,9 @@ class Plan:
                 raise PlanError(f"step {k} lists {len(row)} blocks but the plan declares depth {self.depth}")
             for b, code in enumerate(row):
                 if len(code) != 2 or any(c not in ACTIONS for c in code):
-                    raise PlanError(f"step {k} block {b}: bad cell {code!r}; use two of C (compute), R (reuse), F (forecast)")
+                    raise PlanError(
+                        f"step {k} block {b}: bad cell {code!r}; use two of C (compute), R (reuse), F (forecast)"
+                    )
         if any(c != "CC" for c in self.cells[0]):
             raise PlanError("step 0 cannot skip: there is no cache yet")
         for k, b, m in self.skipped_cells():
@@ -122,58 +128,59 @@ class Plan:
 
     def check_model(self, config: DiTConfig, steps: int | None = None) -> None:
         if self.depth != config.depth:
-            raise PlanError(f"plan is for a {self.depth}-block model, this model has {config.depth} blocks; "
-                            "make a plan for this model with `lazydit plan`")
+            raise PlanError(
+                f"plan is for a {self.depth}-block model, this model has {config.depth} blocks; "
+                "make a plan for this model with `lazydit plan`"
+            )
         if steps is not None and steps != self.steps:
             raise PlanError(f"plan is for DDIM {self.steps} steps, asked for {steps}; drop --steps or make a new plan")
 
     # io -------------------------------------------------------------------------------------
-    def to_dict(self, config: DiTConfig | None = None) -> dict:
-        data = {
-            "format": PLAN_FORMAT, "version": PLAN_VERSION, "policy": self.policy, "params": self.params,
+    def to_dict(self) -> dict:
+        """The plan's JSON. MAC counts need the model's shapes: writers that have them add them
+        (``lazydit.macs.plan_record``)."""
+        return {
+            "format": PLAN_FORMAT,
+            "version": PLAN_VERSION,
+            "policy": self.policy,
+            "params": self.params,
             "sampler": {"name": "ddim", "steps": self.steps, "eta": 0.0},
-            "model": {**self.model, "depth": self.depth},
+            "model": {**self.base, "depth": self.depth},
             "lazy_ratio": {"modules": self.lazy_ratio},
             "skipped": len(self.skipped_cells()),
             "cells": [" ".join(row) for row in self.cells],
         }
-        if config is not None:
-            from .macs import plan_macs
-
-            macs = plan_macs(config, self)
-            data["lazy_ratio"]["macs"] = macs["lazy_ratio_macs"]
-            data["macs_per_image"] = macs["macs_per_image"]
-            data["macs_per_image_full"] = macs["macs_per_image_full"]
-        return data
 
     @classmethod
-    def from_dict(cls, data: dict) -> Plan:
+    def from_dict(cls, data: dict, policies: Container[str] | None = None) -> Plan:
+        """``policies``: the policy names the caller accepts (the plan knows no policy itself)."""
         if not isinstance(data, dict) or data.get("format") != PLAN_FORMAT:
-            raise PlanError(f"not a lazydit plan (expected \"format\": \"{PLAN_FORMAT}\")")
+            raise PlanError(f'not a lazydit plan (expected "format": "{PLAN_FORMAT}")')
         if data.get("version") != PLAN_VERSION:
             raise PlanError(f"plan version {data.get('version')} is not supported (this lazydit reads {PLAN_VERSION})")
-        from .policies import POLICIES
-
-        if data.get("policy") not in POLICIES:
-            raise PlanError(f"unknown policy {data.get('policy')!r}; known: {sorted(POLICIES)}")
+        if policies is not None and data.get("policy") not in policies:
+            raise PlanError(f"unknown policy {data.get('policy')!r}; known: {sorted(policies)}")
         sampler = data.get("sampler", {})
         if sampler.get("name") != "ddim" or sampler.get("eta", 0.0) != 0.0:
             raise PlanError(f"plan sampler {sampler} is not supported: lazydit samples with DDIM, eta 0")
         try:
             cells = [row.split() for row in data["cells"]]
-            return cls(int(sampler["steps"]), int(data["model"]["depth"]), cells, data["policy"],
-                       dict(data.get("params", {})), {k: v for k, v in data["model"].items() if k != "depth"})
+            return cls(
+                int(sampler["steps"]),
+                int(data["model"]["depth"]),
+                cells,
+                data["policy"],
+                dict(data.get("params", {})),
+                {k: v for k, v in data["model"].items() if k != "depth"},
+            )
         except (KeyError, TypeError, AttributeError) as err:
             raise PlanError(f"plan is missing or has a malformed field: {err}") from err
 
-    def save(self, path: str | Path, config: DiTConfig | None = None) -> None:
-        from .checkpoints import atomic_write
-
-        text = json.dumps(self.to_dict(config), indent=2) + "\n"
-        atomic_write(Path(path), lambda tmp: tmp.write_text(text))
+    def save(self, path: str | Path) -> None:
+        write_json(path, self.to_dict())
 
     @classmethod
-    def load(cls, path: str | Path) -> Plan:
+    def load(cls, path: str | Path, policies: Container[str] | None = None) -> Plan:
         try:
             data = json.loads(Path(path).read_text())
         except FileNotFoundError as err:
@@ -181,6 +188,6 @@ class Plan:
         except json.JSONDecodeError as err:
             raise PlanError(f"{path}: not JSON ({err})") from err
         try:
-            return cls.from_dict(data)
+            return cls.from_dict(data, policies)
         except PlanError as err:
             raise PlanError(f"{path}: {err}") from err

@@ -4,44 +4,47 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
+from .checkpoints import weights_hash
 from .model import MODULES, DiT
+from .options import opt
 from .plans import Plan, PlanError
+from .registry import Registry
 
 
 @dataclass
 class PlanRequest:
-    steps: int
-    ratio: float | None = None
-    threshold: float | None = None
-    interval: int | None = None
-    seed: int = 0
-    gates_path: str | None = None
-    calib_per_class: int = 4
-    budget: str = "global"  # lazydit/l2c: rank all cells together, or give every step the same budget
+    steps: int = opt(help="DDIM steps")
+    ratio: float | None = opt(None, "lazy ratio to hit exactly (skipped modules / all modules)")
+    threshold: float | None = opt(None, "lazydit/l2c: skip cells whose mean score is below this")
+    interval: int | None = opt(None, "fora: recompute every n-th step")
+    forecast: bool = opt(False, "forecast skipped modules instead of reusing them")
+    gates: str | None = opt(None, "gate file (default: the shipped gates for --steps)")
+    calib_per_class: int = opt(4, "lazydit calibration trajectories per class")
+    budget: str = opt(
+        "global",
+        "lazydit/l2c: rank every cell together, or skip the same number in every step",
+        choices=("global", "per-step"),
+    )
+    seed: int = opt(0, "seed of the random policy and of the calibration noise")
 
 
-POLICIES: dict[str, Callable[[DiT, PlanRequest], Plan]] = {}
-
-
-def register_policy(name: str):
-    def wrap(fn):
-        POLICIES[name] = fn
-        return fn
-
-    return wrap
+POLICIES: Registry[Callable[[DiT, PlanRequest], Plan]] = Registry("policy", PlanError)
+register_policy = POLICIES.register
 
 
 def make_plan(name: str, model: DiT, request: PlanRequest) -> Plan:
-    if name not in POLICIES:
-        raise PlanError(f"unknown policy {name!r}; choose one of {sorted(POLICIES)}")
     plan = POLICIES[name](model, request)
-    from .checkpoints import weights_hash
+    plan.base = {"name": model.config.name, "weights_hash": weights_hash(model)}
+    return plan.with_forecast() if request.forecast else plan
 
-    plan.model = {"name": model.config.name, "weights_hash": weights_hash(model)}
-    return plan
+
+def load_plan(path: str | Path) -> Plan:
+    """A plan file, refused if no registered policy made it."""
+    return Plan.load(path, POLICIES)
 
 
 def _cells(steps: int, depth: int) -> list[tuple[int, int, str]]:
@@ -53,8 +56,10 @@ def skip_count(steps: int, depth: int, ratio: float) -> int:
     total = steps * depth * len(MODULES)
     limit = len(_cells(steps, depth))
     if not 0 <= ratio <= limit / total:
-        raise PlanError(f"lazy ratio {ratio} is out of range for {steps} steps: step 0 never skips, "
-                        f"so the most is {limit / total:.3f}")
+        raise PlanError(
+            f"lazy ratio {ratio} is out of range for {steps} steps: step 0 never skips, "
+            f"so the most is {limit / total:.3f}"
+        )
     return round(ratio * total)
 
 
@@ -81,8 +86,13 @@ def random_policy(model: DiT, req: PlanRequest) -> Plan:
     cells = _cells(req.steps, depth)
     count = skip_count(req.steps, depth, req.ratio if req.ratio is not None else 0.5)
     order = torch.randperm(len(cells), generator=torch.Generator().manual_seed(req.seed))[:count]
-    return Plan.from_skips(req.steps, depth, {cells[i] for i in order.tolist()}, policy="random",
-                           params={"ratio": req.ratio, "seed": req.seed})
+    return Plan.from_skips(
+        req.steps,
+        depth,
+        {cells[i] for i in order.tolist()},
+        policy="random",
+        params={"ratio": req.ratio, "seed": req.seed},
+    )
 
 
 def _rank(values: torch.Tensor, tiebreak: torch.Tensor | None) -> torch.Tensor:
@@ -93,8 +103,9 @@ def _rank(values: torch.Tensor, tiebreak: torch.Tensor | None) -> torch.Tensor:
     return first[torch.argsort(values[first], stable=True)]
 
 
-def _from_scores(model: DiT, req: PlanRequest, scores: torch.Tensor, policy: str, params: dict,
-                 logits: torch.Tensor | None = None) -> Plan:
+def _from_scores(
+    model: DiT, req: PlanRequest, scores: torch.Tensor, policy: str, params: dict, logits: torch.Tensor | None = None
+) -> Plan:
     """Skip the lowest-scoring cells: exactly ``ratio`` of them, or all under ``threshold``."""
     depth = model.config.depth
     cells = _cells(req.steps, depth)
@@ -135,7 +146,7 @@ def _from_scores(model: DiT, req: PlanRequest, scores: torch.Tensor, policy: str
 def _gate_scores(model: DiT, req: PlanRequest, kind: str) -> tuple[torch.Tensor, torch.Tensor, str]:
     from .gates import calibrate, default_gates_path, load_gates
 
-    path = req.gates_path or str(default_gates_path(req.steps, kind))
+    path = req.gates or str(default_gates_path(req.steps, kind))
     gates = load_gates(path, model, req.steps)
     if gates.kind != kind:
         raise PlanError(f"{path} holds {gates.kind} gates, policy needs {kind}")
@@ -150,8 +161,9 @@ def _gate_scores(model: DiT, req: PlanRequest, kind: str) -> tuple[torch.Tensor,
 def lazydit_policy(model: DiT, req: PlanRequest) -> Plan:
     """LazyDiT gates calibrated over every class into one static plan."""
     scores, logits, path = _gate_scores(model, req, "lazydit")
-    return _from_scores(model, req, scores, "lazydit", {"gates": str(path), "calib_per_class": req.calib_per_class},
-                        logits)
+    return _from_scores(
+        model, req, scores, "lazydit", {"gates": str(path), "calib_per_class": req.calib_per_class}, logits
+    )
 
 
 @register_policy("l2c")

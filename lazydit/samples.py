@@ -4,27 +4,60 @@ from __future__ import annotations
 
 import io
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from .checkpoints import atomic_write
 from .data import to_uint8
 from .diffusion import initial_noise
+from .executor import Decider, sample
+from .files import atomic_write
 from .model import DiT
+from .options import opt
 from .plans import Plan
-from .sampler import Decider, sample
+
+
+@dataclass
+class SamplingConfig:
+    """How a sample set is drawn: the same settings for ``lazydit sample`` and ``lazydit eval``."""
+
+    steps: int | None = opt(None, "DDIM steps (default: the plan's, else 50)")
+    cfg_scale: float = opt(1.5, "classifier-free guidance scale")
+    per_class: int = opt(10, "samples per class")
+    seed: int = opt(0, "noise seed; sample i's noise depends only on (seed, i)")
+    plan: str | None = opt(None, "a skip plan JSON (from `lazydit plan`); default: no skipping")
+    dynamic: str | None = opt(
+        None, "per-sample lazy gating with a gate file ('default': the shipped gates for --steps)", const="default"
+    )
+    threshold: float = opt(0.5, "with --dynamic: compute when score >= this")
+    dynamic_forecast: bool = opt(False, "with --dynamic: forecast skipped modules instead of reusing them")
+
+
+@dataclass
+class EvalConfig(SamplingConfig):
+    """``lazydit eval`` draws more per class: Frechet distances need the samples."""
+
+    per_class: int = opt(100, "samples per class")
 
 
 def class_labels(num_classes: int, per_class: int) -> torch.Tensor:
     return torch.arange(num_classes).repeat_interleave(per_class)
 
 
-def generate(model: DiT, plan: Plan, per_class: int, seed: int = 0, cfg_scale: float = 1.5,
-             batch_size: int = 250, decider_factory=None, dynamic_forecast: bool = False,
-             progress: bool = True) -> tuple[torch.Tensor, torch.Tensor, float]:
+def generate(
+    model: DiT,
+    plan: Plan,
+    per_class: int,
+    seed: int = 0,
+    cfg_scale: float = 1.5,
+    batch_size: int = 250,
+    decider_factory=None,
+    dynamic_forecast: bool = False,
+    progress: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Samples (float, [-1, 1]) for ``per_class`` of every class; sample i's noise depends only on
     (seed, i), so two plans or step counts can be compared sample by sample. Returns images,
     labels and the eager wall time per image in seconds."""
@@ -33,12 +66,25 @@ def generate(model: DiT, plan: Plan, per_class: int, seed: int = 0, cfg_scale: f
     noise = initial_noise(len(labels), (c.in_channels, c.input_size, c.input_size), seed)
     out = []
     elapsed = 0.0
-    for i in tqdm(range(0, len(labels), batch_size), desc=f"sample {plan.policy} ddim{plan.steps}",
-                  disable=not progress, leave=False):
+    for i in tqdm(
+        range(0, len(labels), batch_size),
+        desc=f"sample {plan.policy} ddim{plan.steps}",
+        disable=not progress,
+        leave=False,
+    ):
         decider: Decider | None = decider_factory() if decider_factory else None
         start = time.perf_counter()
-        out.append(sample(model, noise[i : i + batch_size], labels[i : i + batch_size], plan, cfg_scale,
-                          decider=decider, dynamic_forecast=dynamic_forecast))
+        out.append(
+            sample(
+                model,
+                noise[i : i + batch_size],
+                labels[i : i + batch_size],
+                plan,
+                cfg_scale,
+                decider=decider,
+                dynamic_forecast=dynamic_forecast,
+            )
+        )
         elapsed += time.perf_counter() - start
     return torch.cat(out), labels, elapsed / len(labels)
 
@@ -106,8 +152,9 @@ def save_generated(out_dir: str | Path, images: torch.Tensor, labels: torch.Tens
     return write_samples(out_dir, to_uint8(images), labels.numpy())
 
 
-def sample_bundle(bundle_dir: str | Path, backend: str, per_class: int, seed: int = 0, cfg_scale: float = 1.5,
-                  progress: bool = True) -> tuple[np.ndarray, np.ndarray, float]:
+def sample_bundle(
+    bundle_dir: str | Path, backend: str, per_class: int, seed: int = 0, cfg_scale: float = 1.5, progress: bool = True
+) -> tuple[np.ndarray, np.ndarray, float]:
     """The same sample set as :func:`generate` (same noise per index), produced by a bundle."""
     from .runtime.backends import create_backend
     from .runtime.bundle import Bundle
@@ -121,8 +168,11 @@ def sample_bundle(bundle_dir: str | Path, backend: str, per_class: int, seed: in
     noise = initial_noise(len(labels), shape, seed).numpy()
     images, elapsed = [], 0.0
     for i in tqdm(range(len(labels)), desc=f"sample {backend}", disable=not progress, leave=False):
-        state = {"x": noise[i : i + 1], "y": labels[i : i + 1].astype(np.int64),
-                 "cfg_scale": np.array([cfg_scale], np.float32)}
+        state = {
+            "x": noise[i : i + 1],
+            "y": labels[i : i + 1].astype(np.int64),
+            "cfg_scale": np.array([cfg_scale], np.float32),
+        }
         result = run_bundle(runner, state)
         elapsed += result.total_seconds
         images.append(result.image[0])

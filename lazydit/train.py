@@ -11,29 +11,52 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from .checkpoints import atomic_write, save_model
-from .data import ImageDataset
+from .checkpoints import save_model
+from .data import ImageDataset, load_dataset
 from .diffusion import NUM_TRAIN_TIMESTEPS, q_sample
-from .model import DiT, DiTConfig
+from .files import atomic_write
+from .model import DiT, DiT_models, DiTConfig
+from .options import opt
 
 
 @dataclass
 class TrainConfig:
-    iterations: int = 8000
-    batch_size: int = 128
-    lr: float = 1e-3
-    warmup: int = 200
-    weight_decay: float = 0.0
-    ema_decay: float = 0.999
-    seed: int = 0
-    checkpoint_every: int = 500
+    size: str = opt("DiT-Digits", "model size from the registry")
+    dataset: str = opt("digits", "'digits' or a folder with one subfolder per class")
+    image_size: int | None = opt(None, "image side for a folder dataset")
+    channels: int = opt(1, "1 grey, 3 RGB (folder datasets)", choices=(1, 3))
+    iterations: int = opt(8000, "optimizer steps")
+    batch: int = opt(128, "images per step")
+    lr: float = opt(1e-3, "peak AdamW learning rate (linear warm-up, then cosine)")
+    warmup: int = opt(200, "warm-up steps (EMA starts after them)")
+    weight_decay: float = opt(0.0, "AdamW weight decay")
+    ema_decay: float = opt(0.999, "EMA decay of the saved weights")
+    seed: int = opt(0, "seed of the weights, the batches and the noise")
+    checkpoint_every: int = opt(500, "steps between resumable checkpoints")
+    save_dtype: str = opt("float32", "dtype of the saved weights", choices=("float32", "float16"))
+
+    def model_config(self, data: ImageDataset) -> DiTConfig:
+        """The registry size, fitted to a folder dataset's image size, channels and classes."""
+        if self.size not in DiT_models:
+            raise ValueError(f"unknown size {self.size!r}; choose one of {sorted(DiT_models)}")
+        config = DiT_models[self.size]
+        if self.dataset == "digits":
+            return config
+        shape = {"input_size": data.shape[1], "in_channels": data.shape[0], "num_classes": data.num_classes}
+        return DiTConfig.from_dict({**config.to_dict(), **shape})
 
 
-def _lr_at(step: int, cfg: TrainConfig) -> float:
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    progress = (step - cfg.warmup) / max(1, cfg.iterations - cfg.warmup)
-    return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress)))
+def train(config: TrainConfig, out: str | Path, progress: bool = True) -> Path:
+    """Train a DiT as ``config`` says; writes ``out/model.safetensors`` (+ JSON) and can resume."""
+    data = load_dataset(config.dataset, config.image_size, config.channels)
+    return fit(config.model_config(data), data, out, config, progress)
+
+
+def _lr_at(step: int, config: TrainConfig) -> float:
+    if step < config.warmup:
+        return config.lr * (step + 1) / config.warmup
+    progress = (step - config.warmup) / max(1, config.iterations - config.warmup)
+    return config.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 @torch.no_grad()
@@ -42,54 +65,70 @@ def _update_ema(ema: DiT, model: DiT, decay: float) -> None:
         e.mul_(decay).add_(p.detach(), alpha=1 - decay)
 
 
-def train(model_config: DiTConfig, data: ImageDataset, out: str | Path, cfg: TrainConfig, progress: bool = True,
-          save_dtype: torch.dtype = torch.float32) -> Path:
+def fit(
+    model_config: DiTConfig, data: ImageDataset, out: str | Path, config: TrainConfig, progress: bool = True
+) -> Path:
     """Train and write ``out/model.safetensors`` (EMA weights) + ``out/train_state.pt`` (to resume)."""
     if data.num_classes != model_config.num_classes:
         raise ValueError(f"dataset has {data.num_classes} classes, the model {model_config.num_classes}")
     if data.shape != (model_config.in_channels, model_config.input_size, model_config.input_size):
-        raise ValueError(f"dataset images are {data.shape}, the model expects "
-                         f"{(model_config.in_channels, model_config.input_size, model_config.input_size)}")
+        raise ValueError(
+            f"dataset images are {data.shape}, the model expects "
+            f"{(model_config.in_channels, model_config.input_size, model_config.input_size)}"
+        )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     state_path = out / "train_state.pt"
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(config.seed)
     model = DiT(model_config)
     ema = copy.deepcopy(model).requires_grad_(False)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    gen = torch.Generator().manual_seed(cfg.seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    gen = torch.Generator().manual_seed(config.seed)
     start = 0
     if state_path.is_file():
         state = torch.load(state_path, map_location="cpu", weights_only=True)
-        if state["train_config"] != asdict(cfg) or state["model_config"] != model_config.to_dict():
+        if state["train_config"] != asdict(config) or state["model_config"] != model_config.to_dict():
             raise ValueError(f"{state_path} was written with other settings; use a new --out or the same settings")
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
-        opt.load_state_dict(state["opt"])
+        optimizer.load_state_dict(state["opt"])
         gen.set_state(state["generator"])
         start = state["step"]
     model.train()
-    bar = tqdm(range(start, cfg.iterations), initial=start, total=cfg.iterations, desc="train", disable=not progress)
+    bar = tqdm(
+        range(start, config.iterations), initial=start, total=config.iterations, desc="train", disable=not progress
+    )
     n = len(data)
     for step in bar:
-        for group in opt.param_groups:
-            group["lr"] = _lr_at(step, cfg)
-        idx = torch.randint(0, n, (cfg.batch_size,), generator=gen)
+        for group in optimizer.param_groups:
+            group["lr"] = _lr_at(step, config)
+        idx = torch.randint(0, n, (config.batch,), generator=gen)
         x0, y = data.images[idx], data.labels[idx]
-        t = torch.randint(0, NUM_TRAIN_TIMESTEPS, (cfg.batch_size,), generator=gen)
+        t = torch.randint(0, NUM_TRAIN_TIMESTEPS, (config.batch,), generator=gen)
         noise = torch.randn(x0.shape, generator=gen)
         pred = model(q_sample(x0, t, noise), t, y, train=True, generator=gen)
         loss = torch.mean((model.eps(pred) - noise) ** 2)
-        opt.zero_grad(set_to_none=True)
+        optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
-        _update_ema(ema, model, cfg.ema_decay if step >= cfg.warmup else 0.0)
+        optimizer.step()
+        _update_ema(ema, model, config.ema_decay if step >= config.warmup else 0.0)
         if step % 50 == 0:
             bar.set_postfix(loss=f"{loss.item():.4f}")
         done = step + 1
-        if done % cfg.checkpoint_every == 0 or done == cfg.iterations:
-            snapshot = {"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                        "generator": gen.get_state(), "step": done, "train_config": asdict(cfg),
-                        "model_config": model_config.to_dict()}
+        if done % config.checkpoint_every == 0 or done == config.iterations:
+            snapshot = {
+                "model": model.state_dict(),
+                "ema": ema.state_dict(),
+                "opt": optimizer.state_dict(),
+                "generator": gen.get_state(),
+                "step": done,
+                "train_config": asdict(config),
+                "model_config": model_config.to_dict(),
+            }
             atomic_write(state_path, lambda tmp, s=snapshot: torch.save(s, tmp))
-    return save_model(ema.eval(), out / "model", dtype=save_dtype, metadata={"train_config": asdict(cfg), "dataset_size": n})
+    return save_model(
+        ema.eval(),
+        out / "model",
+        dtype=getattr(torch, config.save_dtype),
+        metadata={"train_config": asdict(config), "dataset_size": n},
+    )

@@ -3,21 +3,26 @@ one method on a list of numpy arrays; it holds no state between calls and knows 
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Callable
+from types import ModuleType
 
 import numpy as np
 
+from lazydit.registry import Registry
+
 from .bundle import Bundle, BundleError
 
-BACKENDS: dict[str, Callable[..., Backend]] = {}
+BACKENDS: Registry[Callable[..., Backend]] = Registry("backend", BundleError)
 
 
 def register_backend(name: str):
+    """Register a Backend subclass under ``name`` (also its ``name``, used in reports)."""
+
     def wrap(cls):
-        BACKENDS[name] = cls
         cls.name = name
-        return cls
+        return BACKENDS.register(name)(cls)
 
     return wrap
 
@@ -47,14 +52,17 @@ class Backend:
             want_out = [o["name"] for o in method["outputs"]]
             have_in, have_out = self.input_names(name), self.output_names(name)
             if have_in is not None and have_in != want_in:
-                raise BundleError(f"{self.name}: method {name} graph inputs {have_in} do not match the manifest {want_in}")
+                raise BundleError(
+                    f"{self.name}: method {name} graph inputs {have_in} do not match the manifest {want_in}"
+                )
             if have_out is not None and have_out != want_out:
-                raise BundleError(f"{self.name}: method {name} graph outputs {have_out} do not match the manifest {want_out}")
+                raise BundleError(
+                    f"{self.name}: method {name} graph outputs {have_out} do not match the manifest {want_out}"
+                )
 
 
 def create_backend(name: str, bundle: Bundle, threads: int | None = None) -> Backend:
-    if name not in BACKENDS:
-        raise BundleError(f"unknown backend {name!r}; choose one of {sorted(BACKENDS)}")
+    """``torch``, the eager reference, is registered by ``lazydit.export`` when it is imported."""
     backend = BACKENDS[name](bundle, threads)
     backend.check_io()
     return backend
@@ -80,8 +88,9 @@ class OnnxRuntimeBackend(Backend):
         self.sessions = {}
         for method, rel in art["methods"].items():
             try:
-                self.sessions[method] = ort.InferenceSession(str(bundle.root / rel), opts,
-                                                             providers=["CPUExecutionProvider"])
+                self.sessions[method] = ort.InferenceSession(
+                    str(bundle.root / rel), opts, providers=["CPUExecutionProvider"]
+                )
             except Exception as err:  # onnxruntime raises its own exception types
                 raise BundleError(f"onnxruntime cannot load {rel}: {err}") from err
         self._inputs = {m: [i.name for i in s.get_inputs()] for m, s in self.sessions.items()}
@@ -97,6 +106,25 @@ class OnnxRuntimeBackend(Backend):
         return self.sessions[method].run(None, dict(zip(self._inputs[method], inputs)))
 
 
+def executorch_bindings() -> ModuleType:
+    """ExecuTorch's bindings module (``_load_for_executorch`` etc.), on the desktop and in the emulated userland.
+
+    Imports torch first (the bindings link libtorch) and the compiled module directly, named
+    ``_portable_lib`` up to ExecuTorch 1.1 and ``_C`` after; inputs and outputs are
+    ``torch.Tensor`` (``torch.from_numpy`` / ``.numpy()``). It skips ``portable_lib``, whose
+    ``executorch.exir`` import pulls the whole exporter (about 35 s of imports under emulation
+    against 12 s for this, and dependencies the aarch64 userland leaves out).
+    """
+    import torch  # noqa: F401
+
+    for name in ("_C", "_portable_lib"):
+        try:
+            return importlib.import_module(f"executorch.extension.pybindings.{name}")
+        except ModuleNotFoundError:
+            continue
+    raise BundleError("no ExecuTorch bindings found: prepare the device with executorch=True")
+
+
 @register_backend("executorch")
 class ExecuTorchBackend(Backend):
     """ExecuTorch through its pybindings module directly (no exporter imports), so the same code
@@ -106,8 +134,6 @@ class ExecuTorchBackend(Backend):
 
     def __init__(self, bundle: Bundle, threads: int | None = None):
         super().__init__(bundle, threads)
-        from .device import executorch_bindings
-
         bindings = executorch_bindings()
         import torch
 
@@ -145,34 +171,6 @@ class ExecuTorchBackend(Backend):
         return [o.numpy() for o in self.module.run_method(self.names[method], tensors)]
 
 
-@register_backend("torch")
-class TorchBackend(Backend):
-    """The eager reference: rebuilds the step graphs from the model and the plan in the manifest."""
-
-    fmt = "torch"
-
-    def __init__(self, bundle: Bundle, threads: int | None = None):
-        super().__init__(bundle, threads)
-        import torch
-        from lazydit.export.bundle import eager_graphs
-
-        if threads:
-            torch.set_num_threads(threads)
-        self.torch = torch
-        self.graphs = eager_graphs(bundle.manifest)
-
-    def input_names(self, method: str) -> list[str]:
-        return self.graphs[method].input_names
-
-    def output_names(self, method: str) -> list[str]:
-        return self.graphs[method].output_names
-
-    def run(self, method: str, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        with self.torch.no_grad():
-            outs = self.graphs[method](*[self.torch.from_numpy(np.require(a, requirements=("C", "W"))) for a in inputs])
-        return [o.numpy() for o in (outs if isinstance(outs, tuple) else (outs,))]
-
-
 @register_backend("coreml")
 class CoreMLBackend(Backend):
     fmt = "coreml"
@@ -180,8 +178,10 @@ class CoreMLBackend(Backend):
     def __init__(self, bundle: Bundle, threads: int | None = None):
         super().__init__(bundle, threads)
         if sys.platform != "darwin":
-            raise BundleError("the coreml backend needs macOS (Core ML prediction does not run on "
-                              f"{sys.platform}); use onnxruntime or executorch here")
+            raise BundleError(
+                "the coreml backend needs macOS (Core ML prediction does not run on "
+                f"{sys.platform}); use onnxruntime or executorch here"
+            )
         import coremltools as ct
 
         art = bundle.artifact(self.fmt)
@@ -198,4 +198,7 @@ class CoreMLBackend(Backend):
         names = self.input_names(method)
         feed = {n: (a.astype(np.int32) if a.dtype == np.int64 else a) for n, a in zip(names, inputs)}
         result = self.models[method].predict(feed)
-        return [np.asarray(result[n]) for n in self.output_names(method)]
+        # Core ML returns its own dtypes (an image as floats); the loop wants the manifest's
+        slots = self.bundle.manifest["slots"]
+        targets = [o["target"] for o in self.bundle.methods[method]["outputs"]]
+        return [np.asarray(result[n]).astype(slots[t]["dtype"]) for n, t in zip(self.output_names(method), targets)]

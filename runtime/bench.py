@@ -57,8 +57,12 @@ class Timed:
             "macs_per_image": m["plan"].get("macs_per_image"),
             "lazy_ratio": m["plan"]["lazy_ratio"],
             "methods": len(m["methods"]),
-            "warmup": warmup, "runs": len(self.images_ms),
-            "backend": self.backend.name, "bundle": str(self.bundle.root), "role": label, "device": device,
+            "warmup": warmup,
+            "runs": len(self.images_ms),
+            "backend": self.backend.name,
+            "bundle": str(self.bundle.root),
+            "role": label,
+            "device": device,
         }
 
 
@@ -73,14 +77,30 @@ def _load(root: str, backend: str, threads: int | None) -> Timed:
     return Timed(bundle, b, (time.perf_counter() - t0) * 1000)
 
 
-def bench(bundle: str, backend: str, baseline: str | None = None, threads: int | None = None, warmup: int = 2,
-          runs: int = 10, progress: Callable[[int, int], None] | None = None) -> dict:
+@dataclass
+class BenchConfig:
+    """How a bundle is timed. The fields' help doubles as the command line's (``lazydit bench``)."""
+
+    backend: str = field(default="onnxruntime", metadata={"help": "onnxruntime | executorch | torch | coreml"})
+    threads: int | None = field(default=None, metadata={"help": "intra-op threads (default: the backend's)"})
+    warmup: int = field(default=2, metadata={"help": "untimed runs first"})
+    runs: int = field(default=10, metadata={"help": "timed runs (of each bundle)"})
+
+
+def bench(
+    bundle: str,
+    config: BenchConfig | None = None,
+    baseline: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
     """Time ``bundle`` (and ``baseline``, interleaved run by run, alternating which goes first)."""
+    config = config or BenchConfig()
+    threads, warmup, runs = config.threads, config.warmup, config.runs
     if runs < 1 or warmup < 0:
         raise BundleError("--runs must be >= 1 and --warmup >= 0")
-    timed = [_load(bundle, backend, threads)]
+    timed = [_load(bundle, config.backend, threads)]
     if baseline:
-        timed.append(_load(baseline, backend, threads))
+        timed.append(_load(baseline, config.backend, threads))
         _check_comparable(timed[0].bundle, timed[1].bundle)
     initial = [t.bundle.initial_state() for t in timed]
     for _ in range(warmup):
@@ -108,7 +128,8 @@ def bench(bundle: str, backend: str, baseline: str | None = None, threads: int |
         ideal = base["macs_per_image"] / lazy["macs_per_image"]
         report["comparison"] = {
             "measured_speedup": measured,
-            "measured_speedup_trimmean": base["trimmean_inference_latency(ms)"] / lazy["trimmean_inference_latency(ms)"],
+            "measured_speedup_trimmean": base["trimmean_inference_latency(ms)"]
+            / lazy["trimmean_inference_latency(ms)"],
             "ideal_speedup_macs": ideal,
             "efficiency": measured / ideal,
         }

@@ -57,8 +57,10 @@ def validate_manifest(manifest: dict) -> None:
             raise BundleError(f"step {step['index']} names unknown method {step['method']!r}")
         for inp in methods[step["method"]]["inputs"]:
             if inp["source"] not in slots and inp["source"] not in step["scalars"]:
-                raise BundleError(f"step {step['index']}: input {inp['name']} reads {inp['source']!r}, "
-                                  "which is neither a slot nor one of the step's scalars")
+                raise BundleError(
+                    f"step {step['index']}: input {inp['name']} reads {inp['source']!r}, "
+                    "which is neither a slot nor one of the step's scalars"
+                )
     for fmt, art in manifest["artifacts"].items():
         missing = set(methods) - set(art["methods"])
         if missing:
@@ -100,13 +102,17 @@ class Bundle:
             if not path.is_file():
                 raise BundleError(f"artifact {entry['path']} is missing from {self.root}; re-export the bundle")
             if sha256(path) != entry["sha256"]:
-                raise BundleError(f"artifact {entry['path']} does not match its sha256 in the manifest "
-                                  "(modified or corrupt); re-export the bundle")
+                raise BundleError(
+                    f"artifact {entry['path']} does not match its sha256 in the manifest "
+                    "(modified or corrupt); re-export the bundle"
+                )
 
     def artifact(self, fmt: str) -> dict:
         if fmt not in self.manifest["artifacts"]:
-            raise BundleError(f"this bundle has no {fmt} artifact (it has {sorted(self.manifest['artifacts'])}); "
-                              f"export it with --formats {fmt}")
+            raise BundleError(
+                f"this bundle has no {fmt} artifact (it has {sorted(self.manifest['artifacts'])}); "
+                f"export it with --formats {fmt}"
+            )
         return self.manifest["artifacts"][fmt]
 
     @property

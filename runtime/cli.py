@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 
+from .bench import BenchConfig, bench
 from .bundle import Bundle, BundleError
 
 
@@ -17,10 +18,8 @@ def verify_bundle(bundle: str, backend: str, threads: int | None = None) -> dict
     from .backends import create_backend
     from .loop import verify
 
-    b = Bundle.load(bundle)
-    result = verify(create_backend(backend, b, threads))
+    result = verify(create_backend(backend, Bundle.load(bundle), threads))
     result["bundle"] = bundle
-    result["passed"] = bool(result["min_psnr_db"] >= 40.0)
     return result
 
 
@@ -29,21 +28,21 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     v = sub.add_parser("verify", help="replay a bundle's golden vectors")
     b = sub.add_parser("bench", help="time a bundle (and a baseline, interleaved)")
+    defaults = BenchConfig()
     for p in (v, b):
         p.add_argument("--bundle", required=True)
-        p.add_argument("--backend", default="onnxruntime")
-        p.add_argument("--threads", type=int, default=None)
+        p.add_argument("--backend", default=defaults.backend)
+        p.add_argument("--threads", type=int, default=defaults.threads)
     b.add_argument("--baseline")
-    b.add_argument("--warmup", type=int, default=1)
-    b.add_argument("--runs", type=int, default=5)
+    b.add_argument("--warmup", type=int, default=defaults.warmup)
+    b.add_argument("--runs", type=int, default=defaults.runs)
     args = parser.parse_args(argv)
     try:
         if args.command == "verify":
             result = verify_bundle(args.bundle, args.backend, args.threads)
         else:
-            from .bench import bench
-
-            result = bench(args.bundle, args.backend, args.baseline, args.threads, args.warmup, args.runs)
+            config = BenchConfig(args.backend, args.threads, args.warmup, args.runs)
+            result = bench(args.bundle, config, args.baseline)
     except BundleError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

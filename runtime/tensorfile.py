@@ -73,7 +73,9 @@ def read_tensors(path: str | Path) -> dict[str, np.ndarray]:
                 raise TensorFileError(f"{path}: tensor {name!r} has unknown dtype code {code}")
             if pos + nbytes > len(buf):
                 raise TensorFileError(f"{path}: truncated inside tensor {name!r}")
-            out[name] = np.frombuffer(buf, dtype=DTYPES[code], count=nbytes // DTYPES[code].itemsize, offset=pos).reshape(dims)
+            out[name] = np.frombuffer(
+                buf, dtype=DTYPES[code], count=nbytes // DTYPES[code].itemsize, offset=pos
+            ).reshape(dims)
             pos += nbytes
     except struct.error as err:
         raise TensorFileError(f"{path}: truncated ({err})") from err

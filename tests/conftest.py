@@ -7,11 +7,22 @@ import pytest
 import torch
 
 from lazydit.checkpoints import save_model
+from lazydit.files import write_json
+from lazydit.macs import plan_record
 from lazydit.model import DiT, DiTConfig
 from lazydit.plans import Plan
 
-TINY = DiTConfig(input_size=8, patch_size=2, in_channels=1, hidden_size=32, depth=3, num_heads=2,
-                 num_classes=10, learn_sigma=False, name="tiny")
+TINY = DiTConfig(
+    input_size=8,
+    patch_size=2,
+    in_channels=1,
+    hidden_size=32,
+    depth=3,
+    num_heads=2,
+    num_classes=10,
+    learn_sigma=False,
+    name="tiny",
+)
 
 # Every kind of cell: reuse, forecast (with its slope), recompute, and a step identical to an
 # earlier one so methods are shared.
@@ -56,7 +67,7 @@ def tiny_model_path(tmp_path_factory, tiny_model) -> Path:
 def tiny_plan_path(tmp_path_factory, tiny_model) -> Path:
     plan = Plan(len(TINY_PLAN_CELLS), TINY.depth, TINY_PLAN_CELLS, policy="random", params={"ratio": 0.4})
     path = tmp_path_factory.mktemp("plan") / "plan.json"
-    plan.save(path, tiny_model.config)
+    write_json(path, plan_record(tiny_model.config, plan))
     return path
 
 
@@ -64,7 +75,18 @@ def tiny_plan_path(tmp_path_factory, tiny_model) -> Path:
 def tiny_bundle(tmp_path_factory, tiny_model_path, tiny_plan_path) -> Path:
     """A tiny lazy bundle exported through the real CLI (ONNX + ExecuTorch, gate on)."""
     out = tmp_path_factory.mktemp("bundles") / "tiny"
-    run_cli("export", "--model", str(tiny_model_path), "--plan", str(tiny_plan_path),
-            "--formats", "onnx,executorch", "--label", "3", "--out", str(out))
+    run_cli(
+        "export",
+        "--model",
+        str(tiny_model_path),
+        "--plan",
+        str(tiny_plan_path),
+        "--formats",
+        "onnx,executorch",
+        "--label",
+        "3",
+        "--out",
+        str(out),
+    )
     assert json.loads((out / "manifest.json").read_text())["format"] == "lazydit-bundle"
     return out

@@ -23,8 +23,15 @@ from lazydit.checkpoints import CheckpointError, infer_config, load_model, save_
 from lazydit.model import DiT, DiTConfig, timestep_embedding
 
 TINY = DiTConfig(
-    input_size=8, patch_size=2, in_channels=4, hidden_size=64, depth=2, num_heads=4,
-    num_classes=10, learn_sigma=True, name="tiny",
+    input_size=8,
+    patch_size=2,
+    in_channels=4,
+    hidden_size=64,
+    depth=2,
+    num_heads=4,
+    num_classes=10,
+    learn_sigma=True,
+    name="tiny",
 )
 # hidden 128 is a registry width (DiT-Digits, 4 heads), so heads can be inferred without a size.
 WIDE = dataclasses.replace(TINY, hidden_size=128, name="wide")
@@ -99,8 +106,13 @@ def to_diffusers(official: dict[str, torch.Tensor], depth: int) -> dict[str, tor
     return {k: v.contiguous() for k, v in sd.items()}
 
 
-def diffusers_timestep_proj(t: torch.Tensor, dim: int = 256, flip_sin_to_cos: bool = True,
-                            downscale_freq_shift: float = 1, max_period: int = 10000) -> torch.Tensor:
+def diffusers_timestep_proj(
+    t: torch.Tensor,
+    dim: int = 256,
+    flip_sin_to_cos: bool = True,
+    downscale_freq_shift: float = 1,
+    max_period: int = 10000,
+) -> torch.Tensor:
     """diffusers.models.embeddings.get_timestep_embedding (as called by CombinedTimestepLabelEmbeddings)."""
     half_dim = dim // 2
     exponent = -math.log(max_period) * torch.arange(0, half_dim, dtype=torch.float32)
@@ -147,9 +159,14 @@ def diffusers_forward(sd, x, t, y, *, heads: int, patch: int, out_channels: int,
 
     def conditioning(i: int) -> torch.Tensor:  # each block's own AdaLayerNormZero.emb
         e = f"transformer_blocks.{i}.norm1.emb."
-        te = F.linear(diffusers_timestep_proj(t), sd[e + "timestep_embedder.linear_1.weight"],
-                      sd[e + "timestep_embedder.linear_1.bias"])
-        te = F.linear(F.silu(te), sd[e + "timestep_embedder.linear_2.weight"], sd[e + "timestep_embedder.linear_2.bias"])
+        te = F.linear(
+            diffusers_timestep_proj(t),
+            sd[e + "timestep_embedder.linear_1.weight"],
+            sd[e + "timestep_embedder.linear_1.bias"],
+        )
+        te = F.linear(
+            F.silu(te), sd[e + "timestep_embedder.linear_2.weight"], sd[e + "timestep_embedder.linear_2.bias"]
+        )
         return te + sd[e + "class_embedder.embedding_table.weight"][y]
 
     def heads_of(z: torch.Tensor) -> torch.Tensor:
@@ -205,8 +222,16 @@ def test_model_matches_diffusers_reference_forward():
     source = make_model(dataclasses.replace(TINY, timestep_freq_shift=1))
     sd = to_diffusers(source.state_dict(), TINY.depth)
     x, t, y = inputs()
-    ref = diffusers_forward(sd, x, t, y, heads=TINY.num_heads, patch=TINY.patch_size,
-                            out_channels=TINY.out_channels, mlp_norm_eps=DIFFUSERS_MLP_NORM_EPS)
+    ref = diffusers_forward(
+        sd,
+        x,
+        t,
+        y,
+        heads=TINY.num_heads,
+        patch=TINY.patch_size,
+        out_channels=TINY.out_channels,
+        mlp_norm_eps=DIFFUSERS_MLP_NORM_EPS,
+    )
     torch.testing.assert_close(run(source), ref, rtol=1e-5, atol=1e-5)
     # the comparison is sensitive: the original frequencies (shift 0) do not match diffusers
     wrong = DiT(TINY)
@@ -237,7 +262,9 @@ def test_official_training_checkpoint_uses_ema(tmp_path):
     raw(*inputs()).square().mean().backward()
     opt.step()
     checkpoint = {
-        "model": raw.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
+        "model": raw.state_dict(),
+        "ema": ema.state_dict(),
+        "opt": opt.state_dict(),
         "args": argparse.Namespace(model="DiT-S/2", image_size=256, global_batch_size=256),
     }
     torch.save(checkpoint, tmp_path / "0050000.pt")
@@ -269,19 +296,38 @@ def test_diffusers_safetensors(tmp_path):
     assert loaded.config.timestep_freq_shift == 1
     assert_same_model(loaded, source)
     x, t, y = inputs()
-    ref = diffusers_forward(sd, x, t, y, heads=TINY.num_heads, patch=TINY.patch_size,
-                            out_channels=TINY.out_channels, mlp_norm_eps=DIFFUSERS_MLP_NORM_EPS)
+    ref = diffusers_forward(
+        sd,
+        x,
+        t,
+        y,
+        heads=TINY.num_heads,
+        patch=TINY.patch_size,
+        out_channels=TINY.out_channels,
+        mlp_norm_eps=DIFFUSERS_MLP_NORM_EPS,
+    )
     torch.testing.assert_close(run(loaded), ref, rtol=1e-5, atol=1e-5)
 
 
 def test_diffusers_bin_with_config_json(tmp_path):
     source = make_model(dataclasses.replace(TINY, timestep_freq_shift=1))
     torch.save(to_diffusers(source.state_dict(), TINY.depth), tmp_path / "diffusion_pytorch_model.bin")
-    (tmp_path / "config.json").write_text(json.dumps({
-        "_class_name": "DiTTransformer2DModel", "sample_size": 8, "patch_size": 2, "in_channels": 4,
-        "out_channels": 8, "num_layers": 2, "num_attention_heads": 4, "attention_head_dim": 16,
-        "num_embeds_ada_norm": 10, "norm_type": "ada_norm_zero",
-    }))
+    (tmp_path / "config.json").write_text(
+        json.dumps(
+            {
+                "_class_name": "DiTTransformer2DModel",
+                "sample_size": 8,
+                "patch_size": 2,
+                "in_channels": 4,
+                "out_channels": 8,
+                "num_layers": 2,
+                "num_attention_heads": 4,
+                "attention_head_dim": 16,
+                "num_embeds_ada_norm": 10,
+                "norm_type": "ada_norm_zero",
+            }
+        )
+    )
     loaded = load_model(tmp_path / "diffusion_pytorch_model.bin")  # size and heads from config.json
     assert_same_model(loaded, source)
 
@@ -318,10 +364,13 @@ def test_diffusers_embedder_copies_must_agree(tmp_path):
         load_model(tmp_path / "finetuned.safetensors", size=TINY)
 
 
-@pytest.mark.parametrize("change, message", [
-    ("drop", r"missing key 'transformer_blocks\.1\.attn1\.to_v\.bias'"),
-    ("extra", r"unexpected keys \['transformer_blocks\.0\.norm3\.weight'\]"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ("drop", r"missing key 'transformer_blocks\.1\.attn1\.to_v\.bias'"),
+        ("extra", r"unexpected keys \['transformer_blocks\.0\.norm3\.weight'\]"),
+    ],
+)
 def test_diffusers_wrong_keys(tmp_path, change, message):
     sd = to_diffusers(make_model().state_dict(), TINY.depth)
     if change == "drop":
@@ -373,19 +422,25 @@ def _drop(meta, *keys):
     return json.dumps(meta)
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda m: _drop(m, "num_heads"), r"missing fields \['num_heads'\]"),
-    (lambda m: _drop(m, "timestep_freq_shift", "learn_sigma"), r"missing fields \['learn_sigma', 'timestep_freq_shift'\]"),
-    (lambda m: _set(m, "heads", 4), r"unknown fields \['heads'\]"),
-    (lambda m: _set(m, "hidden_size", "64"), r"hidden_size must be int"),
-    (lambda m: _set(m, "learn_sigma", 1), r"learn_sigma must be bool"),
-    (lambda m: _set(m, "num_heads", 5), r"not divisible by num_heads 5"),
-    (lambda m: _set(m, "depth", 3), r"missing keys \['blocks\.2\."),
-    (lambda m: _set(m, "num_classes", 20), r"y_embedder\.embedding_table\.weight has shape \(11, 64\)"),
-    (lambda m: json.dumps(m)[:-10], r"not valid JSON"),
-    (lambda m: json.dumps(m["config"]), r"no \"config\" object"),
-    (lambda m: json.dumps([1, 2]), r"no \"config\" object"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda m: _drop(m, "num_heads"), r"missing fields \['num_heads'\]"),
+        (
+            lambda m: _drop(m, "timestep_freq_shift", "learn_sigma"),
+            r"missing fields \['learn_sigma', 'timestep_freq_shift'\]",
+        ),
+        (lambda m: _set(m, "heads", 4), r"unknown fields \['heads'\]"),
+        (lambda m: _set(m, "hidden_size", "64"), r"hidden_size must be int"),
+        (lambda m: _set(m, "learn_sigma", 1), r"learn_sigma must be bool"),
+        (lambda m: _set(m, "num_heads", 5), r"not divisible by num_heads 5"),
+        (lambda m: _set(m, "depth", 3), r"missing keys \['blocks\.2\."),
+        (lambda m: _set(m, "num_classes", 20), r"y_embedder\.embedding_table\.weight has shape \(11, 64\)"),
+        (lambda m: json.dumps(m)[:-10], r"not valid JSON"),
+        (lambda m: json.dumps(m["config"]), r"no \"config\" object"),
+        (lambda m: json.dumps([1, 2]), r"no \"config\" object"),
+    ],
+)
 def test_own_format_bad_config(tmp_path, edit, message):
     path = _own(tmp_path, edit)
     with pytest.raises(CheckpointError, match=message):
@@ -406,8 +461,11 @@ def test_wrong_keys(tmp_path):
     state = make_model().state_dict()
     state["blocks.0.attn.qkv_weight"] = state.pop("blocks.0.attn.qkv.weight")
     torch.save(state, tmp_path / "renamed.pt")
-    with pytest.raises(CheckpointError, match=r"missing keys \['blocks\.0\.attn\.qkv\.weight'\].*"
-                                              r"unexpected keys \['blocks\.0\.attn\.qkv_weight'\]"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"missing keys \['blocks\.0\.attn\.qkv\.weight'\].*"
+        r"unexpected keys \['blocks\.0\.attn\.qkv_weight'\]",
+    ):
         load_model(tmp_path / "renamed.pt", size=TINY)
 
 
@@ -421,8 +479,11 @@ def test_wrong_shape(tmp_path):
     state = make_model().state_dict()
     state["blocks.1.attn.proj.weight"] = torch.zeros(64, 32)
     torch.save(state, tmp_path / "shape.pt")
-    with pytest.raises(CheckpointError, match=r"blocks\.1\.attn\.proj\.weight has shape \(64, 32\), "
-                                              r"the model expects \(64, 64\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"blocks\.1\.attn\.proj\.weight has shape \(64, 32\), "
+        r"the model expects \(64, 64\)",
+    ):
         load_model(tmp_path / "shape.pt", size=TINY)
 
 
@@ -441,8 +502,9 @@ def test_heads_cannot_be_inferred_for_unknown_width(tmp_path):
 
 
 def test_infer_config_reads_shapes():
-    config = dataclasses.replace(WIDE, in_channels=3, input_size=12, depth=3, num_classes=7,
-                                 learn_sigma=False, mlp_ratio=2.0)
+    config = dataclasses.replace(
+        WIDE, in_channels=3, input_size=12, depth=3, num_classes=7, learn_sigma=False, mlp_ratio=2.0
+    )
     state = DiT(config).state_dict()
     assert infer_config(state, name="wide") == config
     del state["pos_embed"]
@@ -519,13 +581,16 @@ def test_pickle_that_runs_code_is_refused(tmp_path):
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("obj, message", [
-    ({"step": 3, "note": "hello"}, r"holds no tensors"),
-    ({"ema": {}, "step": 3}, r"holds no tensors"),
-    ([1, 2, 3], r"holds a list, not a state dict"),
-    (torch.zeros(3), r"holds a Tensor, not a state dict"),
-    ({"x_embedder.proj.weight": torch.zeros(1), "step": 3}, r"entry 'step' is a int"),
-])
+@pytest.mark.parametrize(
+    "obj, message",
+    [
+        ({"step": 3, "note": "hello"}, r"holds no tensors"),
+        ({"ema": {}, "step": 3}, r"holds no tensors"),
+        ([1, 2, 3], r"holds a list, not a state dict"),
+        (torch.zeros(3), r"holds a Tensor, not a state dict"),
+        ({"x_embedder.proj.weight": torch.zeros(1), "step": 3}, r"entry 'step' is a int"),
+    ],
+)
 def test_pt_without_a_state_dict(tmp_path, obj, message):
     torch.save(obj, tmp_path / "odd.pt")
     with pytest.raises(CheckpointError, match=message):

@@ -14,8 +14,19 @@ def test_every_subcommand_has_help(name):
 
 
 def test_sample_writes_npz_and_a_grid_with_one_row_per_class(tiny_model_path, tmp_path):
-    proc = run_cli("sample", "--model", str(tiny_model_path), "--steps", "4", "--per-class", "2",
-                   "--seed", "1", "--out", str(tmp_path))
+    proc = run_cli(
+        "sample",
+        "--model",
+        str(tiny_model_path),
+        "--steps",
+        "4",
+        "--per-class",
+        "2",
+        "--seed",
+        "1",
+        "--out",
+        str(tmp_path),
+    )
     assert "20 samples" in proc.stdout
     data = np.load(tmp_path / "samples.npz")
     assert data["images"].shape == (20, 8, 8) and data["images"].dtype == np.uint8
@@ -28,8 +39,15 @@ def test_sample_writes_npz_and_a_grid_with_one_row_per_class(tiny_model_path, tm
 
 def test_eval_reports_accuracy_fd_and_psnr_against_a_reference(tiny_model_path, tmp_path):
     run_cli("sample", "--model", str(tiny_model_path), "--steps", "3", "--per-class", "3", "--out", str(tmp_path))
-    proc = run_cli("eval", "--samples", str(tmp_path), "--reference", str(tmp_path / "samples.npz"),
-                   "--json", str(tmp_path / "q.json"))
+    proc = run_cli(
+        "eval",
+        "--samples",
+        str(tmp_path),
+        "--reference",
+        str(tmp_path / "samples.npz"),
+        "--json",
+        str(tmp_path / "q.json"),
+    )
     result = json.loads((tmp_path / "q.json").read_text())
     assert json.loads(proc.stdout) == result
     assert result["psnr_db"] > 150  # identical images
@@ -48,8 +66,9 @@ def test_bad_input_exits_2_with_one_line(tmp_path):
 
 def test_lazydit_plan_works_out_of_the_box_with_the_shipped_gates(tmp_path):
     out = tmp_path / "plan.json"
-    proc = run_cli("plan", "--policy", "lazydit", "--steps", "20", "--ratio", "0.5", "--calib-per-class", "1",
-                   "--out", str(out))
+    proc = run_cli(
+        "plan", "--policy", "lazydit", "--steps", "20", "--ratio", "0.5", "--calib-per-class", "1", "--out", str(out)
+    )
     assert "160 modules skipped" in proc.stdout
     plan = json.loads(out.read_text())
     assert plan["policy"] == "lazydit" and plan["cells"][0] == " ".join(["CC"] * 8)
@@ -57,8 +76,16 @@ def test_lazydit_plan_works_out_of_the_box_with_the_shipped_gates(tmp_path):
 
 
 def test_compare_drift_reports_per_step_psnr_against_the_no_skip_sampler(tmp_path):
-    run_cli("compare", "--drift", "--per-class", "1", "--rows", "DDIM-20,FORA-20 n=2,LazyDiT-20 @50%",
-            "--out", str(tmp_path))
+    run_cli(
+        "compare",
+        "--drift",
+        "--per-class",
+        "1",
+        "--rows",
+        "DDIM-20,FORA-20 n=2,LazyDiT-20 @50%",
+        "--out",
+        str(tmp_path),
+    )
     report = json.loads((tmp_path / "drift.json").read_text())
     rows = {r["name"]: r for r in report["rows"]}
     assert rows["DDIM-20"]["psnr_per_step_db"] == [99.0] * 20  # identical to the reference: capped

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 
 import numpy as np
 import pytest
-from lazydit.runtime import device
-from lazydit.runtime.device import DeviceError
+
+from lazydit import device
+from lazydit.device import DeviceError, apt, count, userland, wheels
 
 
 def test_unsupported_arch_is_refused(tmp_path):
@@ -33,13 +36,13 @@ def test_missing_qemu_from_environment(tmp_path, monkeypatch):
 
 
 @pytest.mark.skipif(
-    not shutil.which("apt-get") or not device._Apt.KEYRING.is_file(), reason="needs apt-get and Debian's keyring"
+    not shutil.which("apt-get") or not apt.Apt.KEYRING.is_file(), reason="needs apt-get and Debian's keyring"
 )
 def test_failed_download_says_what_and_how_to_retry(tmp_path, monkeypatch):
     # An archive on a closed loopback port: apt fails at once, nothing leaves the machine.
     monkeypatch.setenv("LAZYDIT_DEBIAN_MIRROR", "http://127.0.0.1:9/debian")
     monkeypatch.setenv("LAZYDIT_DEBIAN_SECURITY_MIRROR", "http://127.0.0.1:9/debian-security")
-    monkeypatch.setattr(device._Apt, "EXTRA_OPTIONS", ("-oAcquire::Retries=0",))
+    monkeypatch.setattr(apt.Apt, "EXTRA_OPTIONS", ("-oAcquire::Retries=0",))
     with pytest.raises(DeviceError, match=r"(?s)package lists failed.*run prepare again"):
         device.prepare(cache_dir=tmp_path, progress=False, qemu=shutil.which("true"))
     assert not device.is_prepared(tmp_path / "root")
@@ -58,37 +61,51 @@ def test_default_cache_dir(monkeypatch, tmp_path):
 
 
 def test_shim_links_the_runtime_package(tmp_path):
-    shim = device._refresh_shim(tmp_path)
-    assert str((shim / "lazydit" / "runtime" / "device.py").resolve()) == os.path.realpath(device.__file__)
+    from lazydit.runtime import backends
+
+    shim = device.guest.refresh_shim(tmp_path)
+    assert str((shim / "lazydit" / "runtime" / "backends.py").resolve()) == os.path.realpath(backends.__file__)
     assert "import" not in (shim / "lazydit" / "__init__.py").read_text()
-    device._refresh_shim(tmp_path)  # idempotent
+    device.guest.refresh_shim(tmp_path)  # idempotent
+
+
+def test_runtime_imports_no_device_code():
+    # The guest has the runtime only: a runtime import of lazydit.device would fail there.
+    code = (
+        "import sys, lazydit.runtime.backends, lazydit.runtime.cli; "
+        "print([m for m in sys.modules if m.startswith('lazydit.device')])"
+    )
+    done = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_counting_plugin_source_ships():
+    assert "qemu_plugin_install" in count.PLUGIN_SOURCE.read_text()
 
 
 def test_cpu_files_look_like_arm(tmp_path):
-    device._write_cpu_files(tmp_path, 3)
+    userland._write_cpu_files(tmp_path, 3)
     info = (tmp_path / "proc/cpuinfo").read_text()
     assert info.count("processor\t:") == 3 and "CPU implementer\t: 0x41" in info
     assert (tmp_path / "sys/devices/system/cpu/possible").read_text() == "0-2\n"
-    device._write_cpu_files(tmp_path, 1)
+    userland._write_cpu_files(tmp_path, 1)
     assert (tmp_path / "sys/devices/system/cpu/present").read_text() == "0\n"
 
 
 def test_wheel_pins_follow_the_host():
-    reqs = device._wheel_requirements(with_executorch=True)
+    reqs = wheels.wheel_requirements(with_executorch=True)
     import onnxruntime
 
     assert f"onnxruntime=={onnxruntime.__version__}" in reqs
     assert f"torch=={device.TORCH_AARCH64}" in reqs
     assert f"executorch=={device.EXECUTORCH_AARCH64}" in reqs
-    assert not any(r.startswith("torch") for r in device._wheel_requirements(with_executorch=False))
-    assert device._wanted_wheel("onnxruntime-1.31.1-cp311-cp311-manylinux_2_28_aarch64.whl", ["onnxruntime==1.31.1"])
-    assert not device._wanted_wheel(
-        "onnxruntime-1.30.0-cp311-cp311-manylinux_2_28_aarch64.whl", ["onnxruntime==1.31.1"]
-    )
-    assert device._wanted_wheel("typing_extensions-4.15.0-py3-none-any.whl", ["typing_extensions"])
-    assert device._wanted_wheel("ruamel_yaml-0.19.1-py3-none-any.whl", ["ruamel.yaml"])
-    assert device._wanted_wheel("PyYAML-6.0.3-cp311-cp311-manylinux_2_28_aarch64.whl", ["pyyaml"])
-    reqs = device._wheel_requirements(with_executorch=False, extra=("tabulate", "numpy"))
+    assert not any(r.startswith("torch") for r in wheels.wheel_requirements(with_executorch=False))
+    assert wheels.wanted_wheel("onnxruntime-1.31.1-cp311-cp311-manylinux_2_28_aarch64.whl", ["onnxruntime==1.31.1"])
+    assert not wheels.wanted_wheel("onnxruntime-1.30.0-cp311-cp311-manylinux_2_28_aarch64.whl", ["onnxruntime==1.31.1"])
+    assert wheels.wanted_wheel("typing_extensions-4.15.0-py3-none-any.whl", ["typing_extensions"])
+    assert wheels.wanted_wheel("ruamel_yaml-0.19.1-py3-none-any.whl", ["ruamel.yaml"])
+    assert wheels.wanted_wheel("PyYAML-6.0.3-cp311-cp311-manylinux_2_28_aarch64.whl", ["pyyaml"])
+    reqs = wheels.wheel_requirements(with_executorch=False, extra=("tabulate", "numpy"))
     assert reqs[-1] == "tabulate" and sum(r.startswith("numpy") for r in reqs) == 1
 
 
@@ -174,7 +191,7 @@ t0 = time.time()
 import numpy as np
 import torch
 t1 = time.time()
-from lazydit.runtime.device import executorch_bindings
+from lazydit.runtime.backends import executorch_bindings
 et = executorch_bindings()
 t2 = time.time()
 from lazydit.runtime import tensorfile
@@ -266,7 +283,9 @@ def test_emulated_device_matches_host(tmp_path):
         assert "XnnpackBackend" in et.pop("backends")
         timings["et_guest"] = {k: round(v, 2) for k, v in et.items()}
         guest = tensorfile.read_tensors(tmp_path / "y_et.lzt")["y"]
-        host = device.executorch_bindings()._load_for_executorch(str(pte)).forward([torch.from_numpy(x)])[0].numpy()
+        from lazydit.runtime.backends import executorch_bindings
+
+        host = executorch_bindings()._load_for_executorch(str(pte)).forward([torch.from_numpy(x)])[0].numpy()
         np.testing.assert_allclose(guest, host, rtol=1e-4, atol=1e-5)
         with torch.no_grad():
             np.testing.assert_allclose(guest, eager(torch.from_numpy(x)).numpy(), rtol=1e-4, atol=1e-5)
@@ -298,8 +317,7 @@ def test_tiny_bundle_runs_under_emulation_with_parity(tiny_bundle, tmp_path):
 
     for backend in ("onnxruntime", "executorch"):
         out = tmp_path / f"{backend}.json"
-        run_cli("device", "run", "--bundle", str(tiny_bundle), "--backend", backend, "--runs", "1",
-                "--json", str(out))
+        run_cli("device", "run", "--bundle", str(tiny_bundle), "--backend", backend, "--runs", "1", "--json", str(out))
         report = json.loads(out.read_text())
         assert report["parity"]["passed"] and report["parity"]["min_psnr_db"] >= 40, report["parity"]
         assert report["bench"]["benchmarks"][0]["avg_inference_latency(ms)"] > 0

@@ -7,6 +7,8 @@ import shutil
 import numpy as np
 import pytest
 from conftest import TINY_PLAN_CELLS, run_cli
+
+import lazydit.export  # noqa: F401  (registers the eager reference backend, torch)
 from lazydit.runtime.backends import create_backend
 from lazydit.runtime.bundle import Bundle, BundleError
 from lazydit.runtime.loop import run_bundle, verify
@@ -127,27 +129,72 @@ def test_coreml_backend_needs_macos(tiny_bundle):
 
 
 def test_existing_bundle_is_not_overwritten_without_force(tiny_bundle, tiny_model_path):
-    proc = run_cli("export", "--model", str(tiny_model_path), "--steps", "3", "--formats", "onnx",
-                   "--out", str(tiny_bundle), check=False)
+    proc = run_cli(
+        "export",
+        "--model",
+        str(tiny_model_path),
+        "--steps",
+        "3",
+        "--formats",
+        "onnx",
+        "--out",
+        str(tiny_bundle),
+        check=False,
+    )
     assert proc.returncode == 2 and "--force" in proc.stderr
 
 
 def test_plan_for_another_model_is_refused_and_nothing_is_left(tiny_model_path, tmp_path):
-    plan = {"format": "lazydit-plan", "version": 1, "policy": "ddim", "params": {},
-            "sampler": {"name": "ddim", "steps": 2, "eta": 0.0}, "model": {"depth": 8}, "cells": ["CC " * 8] * 2}
+    plan = {
+        "format": "lazydit-plan",
+        "version": 1,
+        "policy": "ddim",
+        "params": {},
+        "sampler": {"name": "ddim", "steps": 2, "eta": 0.0},
+        "model": {"depth": 8},
+        "cells": ["CC " * 8] * 2,
+    }
     (tmp_path / "plan.json").write_text(json.dumps(plan))
     out = tmp_path / "bundle"
-    proc = run_cli("export", "--model", str(tiny_model_path), "--plan", str(tmp_path / "plan.json"),
-                   "--formats", "onnx", "--out", str(out), check=False)
+    proc = run_cli(
+        "export",
+        "--model",
+        str(tiny_model_path),
+        "--plan",
+        str(tmp_path / "plan.json"),
+        "--formats",
+        "onnx",
+        "--out",
+        str(out),
+        check=False,
+    )
     assert proc.returncode == 2 and "8-block model" in proc.stderr
     assert list(tmp_path.iterdir()) == [tmp_path / "plan.json"]
 
 
 def test_bundle_sampling_matches_eager_sampling(tiny_bundle, tiny_model_path, tiny_plan_path, tmp_path):
-    run_cli("sample", "--bundle", str(tiny_bundle), "--backend", "onnxruntime", "--per-class", "1",
-            "--out", str(tmp_path / "bundle"))
-    run_cli("sample", "--model", str(tiny_model_path), "--plan", str(tiny_plan_path), "--per-class", "1",
-            "--out", str(tmp_path / "eager"))
+    run_cli(
+        "sample",
+        "--bundle",
+        str(tiny_bundle),
+        "--backend",
+        "onnxruntime",
+        "--per-class",
+        "1",
+        "--out",
+        str(tmp_path / "bundle"),
+    )
+    run_cli(
+        "sample",
+        "--model",
+        str(tiny_model_path),
+        "--plan",
+        str(tiny_plan_path),
+        "--per-class",
+        "1",
+        "--out",
+        str(tmp_path / "eager"),
+    )
     a, b = np.load(tmp_path / "bundle" / "samples.npz"), np.load(tmp_path / "eager" / "samples.npz")
     assert np.array_equal(a["labels"], b["labels"])
     assert np.abs(a["images"].astype(int) - b["images"].astype(int)).max() <= 1
@@ -187,38 +234,80 @@ def test_weights_are_stored_once_per_format(tiny_bundle, tiny_model):
 
 def test_bench_json_has_the_minibench_fields_and_a_comparison(tiny_bundle, tiny_model_path, tmp_path):
     full = tmp_path / "full"
-    run_cli("export", "--model", str(tiny_model_path), "--steps", str(len(TINY_PLAN_CELLS)), "--formats", "onnx",
-            "--label", "3", "--out", str(full))
-    run_cli("bench", "--bundle", str(tiny_bundle), "--baseline", str(full), "--backend", "onnxruntime",
-            "--warmup", "1", "--runs", "3", "--json", str(tmp_path / "b.json"), "--plot", str(tmp_path / "b.png"))
+    run_cli(
+        "export",
+        "--model",
+        str(tiny_model_path),
+        "--steps",
+        str(len(TINY_PLAN_CELLS)),
+        "--formats",
+        "onnx",
+        "--label",
+        "3",
+        "--out",
+        str(full),
+    )
+    run_cli(
+        "bench",
+        "--bundle",
+        str(tiny_bundle),
+        "--baseline",
+        str(full),
+        "--backend",
+        "onnxruntime",
+        "--warmup",
+        "1",
+        "--runs",
+        "3",
+        "--json",
+        str(tmp_path / "b.json"),
+        "--plot",
+        str(tmp_path / "b.png"),
+    )
     report = json.loads((tmp_path / "b.json").read_text())
     for record in report["benchmarks"]:
-        for field in ("avg_inference_latency(ms)", "trimmean_inference_latency(ms)", "model_load_time(ms)",
-                      "median_latency(ms)", "p90_latency(ms)", "per_step_latency(ms)", "harness_overhead_pct"):
+        for field in (
+            "avg_inference_latency(ms)",
+            "trimmean_inference_latency(ms)",
+            "model_load_time(ms)",
+            "median_latency(ms)",
+            "p90_latency(ms)",
+            "per_step_latency(ms)",
+            "harness_overhead_pct",
+        ):
             assert field in record
         assert len(record["per_step_latency(ms)"]) == len(TINY_PLAN_CELLS) and record["runs"] == 3
     comp = report["comparison"]
     assert comp["ideal_speedup_macs"] > 1  # the lazy plan skips work
     assert comp["efficiency"] == pytest.approx(comp["measured_speedup"] / comp["ideal_speedup_macs"])
     assert (tmp_path / "b.png").stat().st_size > 0
-    proc = run_cli("bench", "--bundle", str(tiny_bundle), "--baseline", str(tiny_bundle), "--backend",
-                   "onnxruntime", "--runs", "1", check=False)
+    proc = run_cli(
+        "bench",
+        "--bundle",
+        str(tiny_bundle),
+        "--baseline",
+        str(tiny_bundle),
+        "--backend",
+        "onnxruntime",
+        "--runs",
+        "1",
+        check=False,
+    )
     assert proc.returncode == 2 and "baseline bundle skips modules" in proc.stderr
 
 
 def test_a_format_the_other_process_cannot_write_fails_the_export_and_leaves_nothing(tiny_model, tmp_path):
     from lazydit.export.bundle import ExportError, ExportOptions, export_bundle, format_groups
     from lazydit.export.formats import FORMATS
-
     from lazydit.plans import Plan
 
     # executorch is written here; the other groups go to one spawned process, where this format,
     # registered only in this process, does not exist
-    FORMATS["unwritable"] = lambda job, out: {}
+    FORMATS.register("unwritable")(lambda job, out: {})
     try:
         assert format_groups(("onnx", "unwritable", "executorch")) == [("executorch",), ("onnx",), ("unwritable",)]
         options = ExportOptions(formats=("onnx", "unwritable"), progress=False)
-        with pytest.raises(ExportError, match="writing unwritable failed: KeyError"):
+        with pytest.raises(ExportError, match="writing unwritable failed: ExportError: unknown format 'unwritable'"):
             export_bundle(tiny_model, Plan.full(2, tiny_model.config.depth), tmp_path / "bundle", options)
     finally:
         del FORMATS["unwritable"]
@@ -234,8 +323,17 @@ def test_a_latent_model_with_learned_sigma_exports_and_replays(tmp_path):
     from lazydit.model import DiT, DiTConfig
     from lazydit.plans import Plan
 
-    config = DiTConfig(input_size=8, patch_size=4, in_channels=4, hidden_size=48, depth=2, num_heads=3,
-                       num_classes=5, learn_sigma=True, name="latent-tiny")
+    config = DiTConfig(
+        input_size=8,
+        patch_size=4,
+        in_channels=4,
+        hidden_size=48,
+        depth=2,
+        num_heads=3,
+        num_classes=5,
+        learn_sigma=True,
+        name="latent-tiny",
+    )
     torch.manual_seed(1)
     model = DiT(config)
     with torch.no_grad():
@@ -246,8 +344,17 @@ def test_a_latent_model_with_learned_sigma_exports_and_replays(tmp_path):
     plan = Plan(4, 2, [["CC", "CC"], ["RC", "CR"], ["CC", "CC"], ["FR", "CF"]], policy="random")
     plan.save(tmp_path / "plan.json", config)
     out = tmp_path / "bundle"
-    run_cli("export", "--model", str(path), "--plan", str(tmp_path / "plan.json"), "--formats", "executorch,onnx",
-            "--out", str(out))
+    run_cli(
+        "export",
+        "--model",
+        str(path),
+        "--plan",
+        str(tmp_path / "plan.json"),
+        "--formats",
+        "executorch,onnx",
+        "--out",
+        str(out),
+    )
     bundle = Bundle.load(out)
     assert bundle.manifest["slots"]["image"]["shape"] == [1, 8, 8, 3]
     for backend in ("executorch", "onnxruntime"):
@@ -272,8 +379,19 @@ def test_default_lazy_pte_stores_weights_and_shared_pieces_once(tmp_path):
 @pytest.fixture(scope="module")
 def coreml_bundle(tmp_path_factory, tiny_model_path, tiny_plan_path):
     out = tmp_path_factory.mktemp("coreml") / "bundle"
-    proc = run_cli("export", "--model", str(tiny_model_path), "--plan", str(tiny_plan_path), "--formats", "coreml",
-                   "--label", "3", "--out", str(out))
+    proc = run_cli(
+        "export",
+        "--model",
+        str(tiny_model_path),
+        "--plan",
+        str(tiny_plan_path),
+        "--formats",
+        "coreml",
+        "--label",
+        "3",
+        "--out",
+        str(out),
+    )
     assert "coreml: spec checked (6 functions)" in proc.stdout, proc.stdout  # 5 steps + decode
     assert "Running MIL" not in proc.stderr  # the exporter's progress only
     return out

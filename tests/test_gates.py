@@ -4,11 +4,11 @@ from conftest import TINY, make_tiny_model
 
 from lazydit.checkpoints import resolve_model
 from lazydit.diffusion import initial_noise
+from lazydit.executor import sample
 from lazydit.gates import GateError, GateTrainConfig, LazyGates, save_gates, soft_trajectory, train_gates
 from lazydit.model import MODULES
 from lazydit.plans import Plan
 from lazydit.policies import PlanRequest, make_plan
-from lazydit.sampler import sample
 
 
 @pytest.fixture(scope="module")
@@ -30,15 +30,29 @@ def test_soft_trajectory_with_hard_scores_is_the_plan_executor(model):
         reusing, scores = soft_trajectory(model, _router(5, -120.0), noise, labels, 1.5)  # == 0.0
     full = sample(model, noise, labels, Plan.full(5, TINY.depth), 1.5)
     torch.testing.assert_close(computing, full, rtol=1e-6, atol=1e-6)
-    skip_all = Plan.from_skips(5, TINY.depth, {(k, b, m) for k in range(1, 5) for b in range(TINY.depth) for m in MODULES})
+    skip_all = Plan.from_skips(
+        5, TINY.depth, {(k, b, m) for k in range(1, 5) for b in range(TINY.depth) for m in MODULES}
+    )
     torch.testing.assert_close(reusing, sample(model, noise, labels, skip_all, 1.5), rtol=1e-6, atol=1e-6)
     assert len(scores) == 4 * TINY.depth * len(MODULES)  # every step but the first
 
 
 def test_soft_forecast_with_hard_scores_is_the_forecasting_plan_executor(model):
     """Compute/skip patterns with gaps of one and several steps, so the slope's span varies."""
-    plan = Plan.from_skips(7, TINY.depth, {(2, 0, "attn"), (3, 0, "attn"), (4, 0, "attn"), (1, 1, "mlp"),
-                                          (3, 1, "mlp"), (5, 2, "attn"), (6, 2, "attn"), (6, 0, "mlp")})
+    plan = Plan.from_skips(
+        7,
+        TINY.depth,
+        {
+            (2, 0, "attn"),
+            (3, 0, "attn"),
+            (4, 0, "attn"),
+            (1, 1, "mlp"),
+            (3, 1, "mlp"),
+            (5, 2, "attn"),
+            (6, 2, "attn"),
+            (6, 0, "mlp"),
+        },
+    )
     gates = LazyGates(7, TINY.depth, TINY.hidden_size, kind="router")
     with torch.no_grad():
         for k in range(1, 7):
@@ -60,22 +74,23 @@ def test_trajectory_training_steers_the_mean_score_to_the_target_ratio():
         return float(torch.stack([s.mean() for _, s in scores]).mean())
 
     # ratio 0.6 of all cells = 0.8 of the trainable ones skipped (mean score 0.2); 0.1 -> 0.867
-    common = {"kind": "router", "objective": "trajectory", "iterations": 50, "batch_size": 4, "lr": 5e-2, "pool": 16}
-    lazy, losses = train_gates(model, None, 4, GateTrainConfig(target_ratio=0.6, **common), progress=False)
-    busy, _ = train_gates(model, None, 4, GateTrainConfig(target_ratio=0.1, **common), progress=False)
+    common = {"kind": "router", "objective": "trajectory", "iterations": 50, "batch": 4, "lr": 5e-2, "pool": 16}
+    lazy, losses = train_gates(model, GateTrainConfig(steps=4, target_ratio=0.6, **common), progress=False)
+    busy, _ = train_gates(model, GateTrainConfig(steps=4, target_ratio=0.1, **common), progress=False)
     assert all(torch.isfinite(torch.tensor(losses)))
     assert mean_score(lazy) < 0.4
     assert mean_score(busy) > 0.6
-    gates, losses = train_gates(model, None, 4, GateTrainConfig(objective="trajectory", iterations=5, batch_size=4,
-                                                                 lr=1e-3, pool=8), progress=False)
+    gates, losses = train_gates(
+        model, GateTrainConfig(steps=4, objective="trajectory", iterations=5, batch=4, lr=1e-3, pool=8), progress=False
+    )
     assert len(losses) == 5 and mean_score(gates) != 0.5
 
 
 def test_bad_training_requests_are_refused(model):
     with pytest.raises(GateError, match="unknown objective"):
-        train_gates(model, None, 4, GateTrainConfig(objective="global"), progress=False)
+        GateTrainConfig(steps=4, objective="global")
     with pytest.raises(GateError, match="out of range"):
-        train_gates(model, None, 4, GateTrainConfig(objective="trajectory", target_ratio=0.9), progress=False)
+        GateTrainConfig(steps=4, objective="trajectory", target_ratio=0.9)
 
 
 def test_saturated_gates_are_ranked_by_their_logits(model, tmp_path):
@@ -87,7 +102,7 @@ def test_saturated_gates_are_ranked_by_their_logits(model, tmp_path):
             gates.logits[gates._index(*cell)] = -300.0
     assert float(torch.sigmoid(gates.logits.detach()).max()) == 0.0
     path = save_gates(gates, tmp_path / "router", model)
-    plan = make_plan("l2c", model, PlanRequest(steps=4, ratio=2 / 24, gates_path=str(path)))
+    plan = make_plan("l2c", model, PlanRequest(steps=4, ratio=2 / 24, gates=str(path)))
     assert set(plan.skipped_cells()) == least
 
 
@@ -99,3 +114,34 @@ def test_every_shipped_gate_file_is_tied_to_the_default_model():
     for steps, kind, objective in shipped:
         gates = load_gates(default_gates_path(steps, kind, objective), model, steps)
         assert (gates.steps, gates.kind) == (steps, kind)
+
+
+def test_objective_defaults_live_in_the_config_not_the_command_line():
+    trajectory = GateTrainConfig(steps=20)
+    assert (trajectory.objective, trajectory.lr, trajectory.iterations, trajectory.batch) == (
+        "trajectory",
+        3e-4,
+        400,
+        16,
+    )
+    assert trajectory.target_ratio == 0.5
+    local = GateTrainConfig(steps=20, objective="local")
+    assert (local.lr, local.iterations, local.batch, local.target_ratio) == (5e-3, 1500, 32, None)
+    assert GateTrainConfig(steps=20, lr=1e-2).lr == 1e-2
+
+
+def test_the_command_and_the_python_call_with_the_same_arguments_write_identical_gates(tiny_model_path, tmp_path):
+    from conftest import run_cli
+
+    from lazydit import api
+
+    args = {"steps": 3, "iterations": 3, "batch": 4, "pool": 8, "seed": 5}
+    flags = [f"--{k}={v}" for k, v in args.items()]
+    run_cli("train-gates", "--model", str(tiny_model_path), *flags, "--out", str(tmp_path / "cli.safetensors"))
+    path, _ = api.train_gates(GateTrainConfig(**args), model=str(tiny_model_path), out=tmp_path / "api.safetensors")
+    assert path.read_bytes() == (tmp_path / "cli.safetensors").read_bytes()
+    # a different seed is a different training run: the files must differ
+    other, _ = api.train_gates(
+        GateTrainConfig(**{**args, "seed": 6}), model=str(tiny_model_path), out=tmp_path / "other.safetensors"
+    )
+    assert other.read_bytes() != path.read_bytes()

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from lazydit.runtime.tensorfile import write_tensors
 
 RUN_TESTS = Path(__file__).resolve().parents[1] / "mobile" / "android" / "core" / "run-tests.sh"

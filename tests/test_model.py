@@ -15,10 +15,20 @@ def test_registry_has_every_official_size_and_the_default():
 
 def test_official_state_dict_key_layout():
     keys = set(build_model("DiT-S/8").state_dict())
-    for key in ("x_embedder.proj.weight", "pos_embed", "t_embedder.mlp.0.weight", "t_embedder.mlp.2.weight",
-                "y_embedder.embedding_table.weight", "blocks.0.attn.qkv.weight", "blocks.0.attn.proj.weight",
-                "blocks.0.mlp.fc1.weight", "blocks.0.mlp.fc2.weight", "blocks.0.adaLN_modulation.1.weight",
-                "final_layer.adaLN_modulation.1.weight", "final_layer.linear.weight"):
+    for key in (
+        "x_embedder.proj.weight",
+        "pos_embed",
+        "t_embedder.mlp.0.weight",
+        "t_embedder.mlp.2.weight",
+        "y_embedder.embedding_table.weight",
+        "blocks.0.attn.qkv.weight",
+        "blocks.0.attn.proj.weight",
+        "blocks.0.mlp.fc1.weight",
+        "blocks.0.mlp.fc2.weight",
+        "blocks.0.adaLN_modulation.1.weight",
+        "final_layer.adaLN_modulation.1.weight",
+        "final_layer.linear.weight",
+    ):
         assert key in keys
     assert build_model("DiT-S/8").y_embedder.embedding_table.num_embeddings == 1001  # null class row
 

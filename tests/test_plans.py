@@ -6,11 +6,12 @@ from conftest import TINY, TINY_PLAN_CELLS, make_tiny_model
 from torch.utils.flop_counter import FlopCounterMode
 
 from lazydit.diffusion import DDIMSchedule, ddim_update, guide, initial_noise
+from lazydit.executor import sample
+from lazydit.files import write_json
 from lazydit.gates import LazyGates
-from lazydit.macs import plan_macs
+from lazydit.macs import plan_macs, plan_record
 from lazydit.plans import Plan, PlanError
-from lazydit.policies import PlanRequest, make_plan, skip_count
-from lazydit.sampler import sample
+from lazydit.policies import PlanRequest, load_plan, make_plan, skip_count
 
 
 @pytest.fixture(scope="module")
@@ -76,38 +77,93 @@ def test_dynamic_gating_with_mixed_decisions_matches_per_sample_static_plans(mod
         torch.testing.assert_close(mixed[i : i + 1], alone, rtol=1e-4, atol=2e-5)
 
 
-def test_forecast_extrapolates_from_the_two_last_computes(model):
-    plan = Plan(4, 3, [["CC"] * 3, ["CC"] * 3, ["RC", "CC", "CC"], ["FC", "CC", "CC"]])
-    assert plan.forecast_coefficient(3, 0, "attn") == 2.0  # computed at 0 and 1; step 3 is 2 steps past 1
+class _LinearInSteps(torch.nn.Module):
+    """A branch whose output is ``v0 + n * d`` on its n-th call: with one call per step it is a
+    degree-1 polynomial in the step index, which a first-order forecast continues exactly."""
+
+    def __init__(self, tokens: int, hidden: int):
+        super().__init__()
+        gen = torch.Generator().manual_seed(3)
+        self.v0, self.d = torch.randn(tokens, hidden, generator=gen), torch.randn(tokens, hidden, generator=gen)
+        self.calls = 0
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return (self.v0 + (self.calls - 1) * self.d).expand(h.shape[0], -1, -1)
+
+
+def _step_graphs(model, noise, labels, plan, cfg_scale):
+    """The exported step graphs run eagerly over the plan, slot by slot, as a runtime would."""
+    from lazydit.export.bundle import graph_modules
+    from lazydit.export.graphs import MethodTable
+
+    table = MethodTable.of(plan)
+    graphs, schedule = graph_modules(model, table), DDIMSchedule(plan.steps)
+    state = {"x": noise, "y": labels, "cfg_scale": torch.tensor([cfg_scale])}
+    with torch.no_grad():
+        for k, (spec, name) in enumerate(zip(table.specs, table.step_methods)):
+            scalars = schedule.scalars(k)
+            feed = [state.get(src, torch.tensor([scalars.get(src, 0.0)])) for _, src in spec.inputs()]
+            for (_, target), value in zip(spec.outputs(), graphs[name](*feed)):
+                state[target] = value
+    return state["x"]
+
+
+@pytest.mark.parametrize("runner", ["executor", "step graphs"])
+def test_a_forecast_continues_a_branch_that_is_linear_in_the_step_index_exactly(model, runner):
+    """Block 0's attention computes at steps 0 and 1 and is forecast at 2 and 3: closed form, the
+    forecast is its value at those steps, so the sample equals full compute (and reuse does not)."""
+    import copy
+
+    run = sample if runner == "executor" else _step_graphs
+    noise, labels = initial_noise(1, (1, 8, 8), 4), torch.tensor([3])
+    rest = ["CC", "CC"]
+    results = {}
+    for name, cells in {
+        "full": [["CC", *rest]] * 4,
+        "forecast": [["CC", *rest], ["CC", *rest], ["FC", *rest], ["FC", *rest]],
+        "reuse": [["CC", *rest], ["CC", *rest], ["RC", *rest], ["RC", *rest]],
+    }.items():
+        dit = copy.deepcopy(model)
+        dit.blocks[0].attn = _LinearInSteps(dit.config.num_tokens, dit.config.hidden_size)
+        results[name] = run(dit, noise, labels, Plan(4, 3, cells), 1.5)
+    torch.testing.assert_close(results["forecast"], results["full"], rtol=1e-5, atol=1e-5)
+    assert (results["reuse"] - results["full"]).abs().max() > 1e-3
+
+
+def test_a_forecast_needs_two_earlier_computes(model):
     with pytest.raises(PlanError, match="two earlier computes"):
         Plan(3, 3, [["CC"] * 3, ["FC", "CC", "CC"], ["CC"] * 3])
 
 
 def test_plan_json_round_trips(tmp_path, model):
     plan = Plan(len(TINY_PLAN_CELLS), TINY.depth, TINY_PLAN_CELLS, policy="random", params={"ratio": 0.4})
-    plan.save(tmp_path / "p.json", model.config)
-    loaded = Plan.load(tmp_path / "p.json")
+    write_json(tmp_path / "p.json", plan_record(model.config, plan))
+    loaded = load_plan(tmp_path / "p.json")
     assert loaded.cells == plan.cells and loaded.policy == "random" and loaded.params == {"ratio": 0.4}
     data = json.loads((tmp_path / "p.json").read_text())
     assert data["lazy_ratio"]["modules"] == pytest.approx(plan.lazy_ratio)
     assert 0 < data["lazy_ratio"]["macs"] < 1 and data["macs_per_image"] < data["macs_per_image_full"]
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda d: d.update(cells=d["cells"][:-1]), "lists 5 steps"),
-    (lambda d: d["model"].update(depth=4), "lists 3 blocks"),
-    (lambda d: d.update(cells=["RC CC CC"] + d["cells"][1:]), "step 0 cannot skip"),
-    (lambda d: d.update(policy="magic"), "unknown policy"),
-    (lambda d: d.update(cells=["CC CC CC"] + ["CX CC CC"] + d["cells"][2:]), "bad cell"),
-    (lambda d: d.update(format="other"), "not a lazydit plan"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda d: d.update(cells=d["cells"][:-1]), "lists 5 steps"),
+        (lambda d: d["model"].update(depth=4), "lists 3 blocks"),
+        (lambda d: d.update(cells=["RC CC CC"] + d["cells"][1:]), "step 0 cannot skip"),
+        (lambda d: d.update(policy="magic"), "unknown policy"),
+        (lambda d: d.update(cells=["CC CC CC"] + ["CX CC CC"] + d["cells"][2:]), "bad cell"),
+        (lambda d: d.update(format="other"), "not a lazydit plan"),
+    ],
+)
 def test_bad_plan_files_fail_with_clear_errors(tmp_path, model, mutate, message):
     plan = Plan(len(TINY_PLAN_CELLS), TINY.depth, TINY_PLAN_CELLS, policy="random")
     data = plan.to_dict()
     mutate(data)
     (tmp_path / "bad.json").write_text(json.dumps(data))
     with pytest.raises(PlanError, match=message):
-        Plan.load(tmp_path / "bad.json")
+        load_plan(tmp_path / "bad.json")
 
 
 def test_plan_for_another_model_or_step_count_is_refused(model):
@@ -131,7 +187,7 @@ def test_policies_hit_the_requested_ratio_exactly(model):
     assert len(plan.skipped_cells()) == skip_count(10, 3, 0.3) == 18
     assert all(k > 0 for k, _, _ in plan.skipped_cells())
     fora = make_plan("fora", model, PlanRequest(steps=6, interval=3))
-    assert [fora.step_is_lazy(k) for k in range(6)] == [False, True, True, False, True, True]
+    assert [any(c != "CC" for c in row) for row in fora.cells] == [False, True, True, False, True, True]
     with pytest.raises(PlanError, match="out of range"):
         make_plan("random", model, PlanRequest(steps=4, ratio=0.9))
     with pytest.raises(PlanError, match="unknown policy"):

@@ -9,8 +9,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .bundle import Bundle
-from .device import DeviceError, count_instructions, instruction_counting_status, run_python
+from ..runtime.bundle import Bundle
+from .count import count_instructions, instruction_counting_status
+from .errors import DeviceError
+from .guest import run_python
+
+__all__ = ["run_on_device"]
 
 
 def _guest_json(root: Path, args: list[str], timeout: float | None = None) -> dict:
@@ -26,16 +30,35 @@ def _instructions_per_image(root: Path, bundle: str, backend: str) -> dict:
     counts = {}
     for runs in (1, 2):
         # one thread: a spinning intra-op thread pool would add instructions that do no work
-        args = ["-m", "lazydit.runtime.cli", "bench", "--bundle", str(bundle), "--backend", backend,
-                "--threads", "1", "--warmup", "0", "--runs", str(runs)]
+        args = [
+            "-m",
+            "lazydit.runtime.cli",
+            "bench",
+            "--bundle",
+            str(bundle),
+            "--backend",
+            backend,
+            "--threads",
+            "1",
+            "--warmup",
+            "0",
+            "--runs",
+            str(runs),
+        ]
         counts[runs] = count_instructions(root, args).instructions
     per_image = counts[2] - counts[1]
     steps = len(Bundle.load(bundle, verify_hashes=False).steps)
     return {"instructions_per_image": per_image, "instructions_per_step": per_image / steps}
 
 
-def run_on_device(root: Path, bundle: str, backend: str, baseline: str | None = None, runs: int = 3,
-                  count: bool = False) -> dict:
+def run_on_device(
+    root: Path, bundle: str, backend: str, baseline: str | None = None, runs: int = 3, count: bool = False
+) -> dict:
+    """Parity, then timing (against ``baseline`` if given), then optionally instruction counts, as one report.
+
+    The guest runs ``python -m lazydit.runtime.cli``, the host's own runtime code through the shim, so the
+    report measures the runtime being developed, on the aarch64 builds of its backends.
+    """
     bundle = str(Path(bundle).resolve())
     parity = _guest_json(root, ["verify", "--bundle", bundle, "--backend", backend])
     report: dict = {"arch": "arm64", "backend": backend, "bundle": bundle, "parity": parity}
@@ -58,5 +81,6 @@ def run_on_device(root: Path, bundle: str, backend: str, baseline: str | None = 
                 base = _instructions_per_image(root, baseline, backend)
                 report["instructions"]["baseline"] = base
                 report["instructions"]["lazy_full_ratio"] = (
-                    report["instructions"]["bundle"]["instructions_per_image"] / base["instructions_per_image"])
+                    report["instructions"]["bundle"]["instructions_per_image"] / base["instructions_per_image"]
+                )
     return report

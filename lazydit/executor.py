@@ -1,4 +1,4 @@
-"""The reference sampler: DDIM with classifier-free guidance that executes any skip plan in
+"""The reference plan executor: DDIM with classifier-free guidance that executes any skip plan in
 eager PyTorch with explicit caches. Every exported graph is compared against these numerics.
 
 The same loop runs a static plan (every sample makes the plan's choice) and dynamic gating (each
@@ -29,8 +29,12 @@ class ModuleCache:
     @classmethod
     def empty(cls, like: torch.Tensor) -> ModuleCache:
         rows = like.shape[0]
-        return cls(torch.zeros_like(like), torch.zeros_like(like),
-                   torch.full((rows,), -1, dtype=torch.long), torch.full((rows,), -1, dtype=torch.long))
+        return cls(
+            torch.zeros_like(like),
+            torch.zeros_like(like),
+            torch.full((rows,), -1, dtype=torch.long),
+            torch.full((rows,), -1, dtype=torch.long),
+        )
 
     def push(self, step: int, fresh: torch.Tensor, rows: torch.Tensor | None = None) -> None:
         if rows is None:
@@ -109,8 +113,9 @@ def sample(
     return x
 
 
-def _branch(block, module: str, h: torch.Tensor, wants: torch.Tensor, caches: dict, key, step: int,
-            forecast: bool) -> torch.Tensor:
+def _branch(
+    block, module: str, h: torch.Tensor, wants: torch.Tensor, caches: dict, key, step: int, forecast: bool
+) -> torch.Tensor:
     rows = torch.cat([wants, wants])
     if bool(rows.all()):
         fresh = block.branch(module, h)

@@ -1,0 +1,212 @@
+"""The Python face of every ``lazydit`` command: one function per command, taking the same names
+as its flags (a command's settings are the config dataclass its flags are generated from; the
+arguments here say where things are). ``lazydit train-gates --steps 20 --out g.safetensors`` is
+``api.train_gates(GateTrainConfig(steps=20), out="g.safetensors")``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoints import resolve_model
+from .compare import CompareConfig
+from .data import from_uint8, to_uint8
+from .export.bundle import ExportOptions
+from .gates import GateTrainConfig, default_gates_path, load_gates, save_gates
+from .macs import plan_record
+from .model import DiT
+from .plans import Plan
+from .policies import PlanRequest, load_plan, make_plan
+from .samples import SamplingConfig
+from .train import TrainConfig
+
+
+def train(config: TrainConfig, out: str | Path) -> Path:
+    """Train a DiT; returns the written ``model.safetensors``."""
+    from .train import train as run
+
+    return run(config, out)
+
+
+def train_classifiers(seed: int = 0, out: str | Path | None = None) -> dict[str, float]:
+    """Train the metric classifiers; returns their held-out accuracy."""
+    from .metrics import CLASSIFIER_DIR, save_classifiers
+
+    return save_classifiers(Path(out) if out else CLASSIFIER_DIR, seed=seed)
+
+
+def model_and_plan(model: str, config: SamplingConfig) -> tuple[DiT, Plan]:
+    """The model and the plan a sampling run uses, checked against each other."""
+    dit = resolve_model(model)
+    if config.plan:
+        plan = load_plan(config.plan)
+        plan.check_model(dit.config, config.steps)
+    else:
+        plan = Plan.full(config.steps or 50, dit.config.depth)
+    return dit, plan
+
+
+def _decider_factory(config: SamplingConfig, model: DiT, plan: Plan) -> Callable | None:
+    """Per-sample gating (``--dynamic``): a fresh decider per batch, computing where a gate scores
+    at or above the threshold."""
+    if not config.dynamic:
+        return None
+    path = default_gates_path(plan.steps) if config.dynamic == "default" else config.dynamic
+    gates = load_gates(path, model, plan.steps)
+    threshold = config.threshold
+
+    def factory():
+        return lambda k, b, m, h: gates.pair_score(k, b, m, h) >= threshold
+
+    return factory
+
+
+def generate_set(model: str, config: SamplingConfig) -> tuple[torch.Tensor, torch.Tensor, float, Plan]:
+    """Samples in [-1, 1], labels, eager seconds per image, and the plan that made them."""
+    from .samples import generate
+
+    dit, plan = model_and_plan(model, config)
+    images, labels, per_image = generate(
+        dit,
+        plan,
+        config.per_class,
+        config.seed,
+        config.cfg_scale,
+        decider_factory=_decider_factory(config, dit, plan),
+        dynamic_forecast=config.dynamic_forecast,
+    )
+    return images, labels, per_image, plan
+
+
+def sample(
+    config: SamplingConfig,
+    out: str | Path,
+    model: str = "default",
+    bundle: str | None = None,
+    backend: str = "onnxruntime",
+) -> tuple[Path, int, float]:
+    """Write ``samples.npz`` and ``grid.png``, eager or from a bundle; returns the folder, the
+    number of samples and the seconds per image."""
+    from .samples import sample_bundle, write_samples
+
+    if bundle:
+        images, labels, per_image = sample_bundle(bundle, backend, config.per_class, config.seed, config.cfg_scale)
+    else:
+        images_t, labels_t, per_image, _ = generate_set(model, config)
+        images, labels = to_uint8(images_t), labels_t.numpy()
+    return write_samples(out, images, labels), len(labels), per_image
+
+
+def evaluate(
+    config: SamplingConfig, model: str = "default", samples: str | None = None, reference: str | None = None
+) -> dict:
+    """Class accuracy, Frechet distance on both extractors and (with ``reference``) PSNR of a
+    sample set read from ``samples`` or drawn now."""
+    from .metrics import evaluate as measure
+    from .samples import read_samples
+
+    if samples:
+        images_u8, labels = read_samples(samples)
+        result: dict = {"source": str(samples)}
+    else:
+        images, labels_t, per_image, plan = generate_set(model, config)
+        images_u8, labels = to_uint8(images), labels_t.numpy()
+        result = {
+            "steps": plan.steps,
+            "policy": plan.policy,
+            "cfg": config.cfg_scale,
+            "seed": config.seed,
+            "eager_ms_per_image": per_image * 1000,
+        }
+    ref = None
+    if reference:
+        ref_u8, ref_labels = read_samples(reference)
+        if ref_u8.shape != images_u8.shape or not np.array_equal(ref_labels, labels):
+            raise ValueError("--reference must hold the same labels and image shape as the samples")
+        ref = from_uint8(ref_u8)
+    result.update(measure(from_uint8(images_u8), torch.as_tensor(labels), ref))
+    return result
+
+
+def train_gates(config: GateTrainConfig, model: str = "default", out: str | Path | None = None) -> tuple[Path, float]:
+    """Train gates and write them (default: next to the default model, where ``plan`` looks);
+    returns the file and the mean loss of the last iterations."""
+    from .gates import train_gates as fit
+
+    dit = resolve_model(model)
+    gates, losses = fit(dit, config)
+    path = save_gates(gates, out or default_gates_path(config.steps, config.kind, config.objective), dit, config)
+    tail = losses[-50:]
+    return path, sum(tail) / max(1, len(tail))
+
+
+def plan(policy: str, request: PlanRequest, out: str | Path, model: str = "default") -> dict:
+    """Make a plan with a registered policy and write it with its MAC counts; returns its JSON."""
+    from .files import write_json
+
+    dit = resolve_model(model)
+    record = plan_record(dit.config, make_plan(policy, dit, request))
+    write_json(out, record)
+    return record
+
+
+def export(
+    options: ExportOptions,
+    out: str | Path,
+    model: str = "default",
+    plan: str | None = None,
+    steps: int | None = None,
+    timing_size: str | None = None,
+    policy: str | None = None,
+    ratio: float | None = None,
+    interval: int | None = None,
+) -> Path:
+    """Write a bundle. Without ``plan`` a no-skip DDIM bundle; with ``timing_size`` a random-weight
+    DiT of that registry size (timing only), whose plan ``policy`` may make here. Seconds per
+    stage and the gate's report land in ``options.timings``."""
+    from .export.bundle import export_bundle, timing_model
+
+    if timing_size:
+        dit = timing_model(timing_size)
+        options = replace(options, timing_only=True, model_source=f"timing:{timing_size}:0")
+        if plan:
+            chosen = load_plan(plan)
+        else:
+            chosen = make_plan(policy or "ddim", dit, PlanRequest(steps=steps or 20, ratio=ratio, interval=interval))
+    else:
+        if policy or ratio is not None or interval is not None:
+            raise ValueError("--policy, --ratio and --interval make a plan for --timing-size only; use `lazydit plan`")
+        dit = resolve_model(model)
+        options = replace(options, model_source=model)
+        chosen = load_plan(plan) if plan else Plan.full(steps or 50, dit.config.depth)
+        if plan and steps and steps != chosen.steps:
+            raise ValueError(f"--steps {steps} contradicts the plan's {chosen.steps} steps")
+    return export_bundle(dit, chosen, out, options)
+
+
+def verify(bundle: str, backend: str = "onnxruntime", threads: int | None = None) -> dict:
+    """Replay a bundle's golden vectors on a backend."""
+    from .runtime.cli import verify_bundle
+
+    return verify_bundle(bundle, backend, threads)
+
+
+def compare(config: CompareConfig, model: str = "default", out: str | Path = "results", command: str = "") -> dict:
+    """The equal-latency table (or, with ``config.drift``, the per-step drift report) in ``out``."""
+    from .compare import compare as table
+    from .compare import drift, select_rows, write_drift, write_report
+    from .samples import class_labels
+
+    rows = select_rows(config.rows, config.drift)
+    dit = resolve_model(model)
+    if config.drift:
+        report, finals = drift(dit, rows, config.per_class, config.seed, config.cfg_scale)
+        write_drift(report, finals, class_labels(dit.config.num_classes, config.per_class), out, command)
+        return report
+    report = table(dit, rows, config.per_class, config.seed, config.cfg_scale)
+    write_report(report, out, command)
+    return report
