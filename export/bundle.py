@@ -54,12 +54,12 @@ class ExportOptions:
 def build_manifest(model: DiT, plan: Plan, table: MethodTable, plan_json: dict, options: ExportOptions) -> dict:
     """The manifest without artifacts and golden vectors; ``plan_json`` is the plan's JSON, to
     which the MAC counts are added."""
-    c = model.config
+    arch = model.config
     schedule = DDIMSchedule(plan.steps)
-    macs = plan_macs(c, plan)
+    macs = plan_macs(arch, plan)
     methods, slots = {}, {}
-    image_shape = [1, c.input_size, c.input_size] + ([] if c.in_channels == 1 else [3])
-    slots["x"] = {"shape": [1, c.in_channels, c.input_size, c.input_size], "dtype": "float32"}
+    image_shape = [1, arch.input_size, arch.input_size] + ([] if arch.in_channels == 1 else [3])
+    slots["x"] = {"shape": [1, arch.in_channels, arch.input_size, arch.input_size], "dtype": "float32"}
     slots["y"] = {"shape": [1], "dtype": "int64"}
     slots["cfg_scale"] = {"shape": [1], "dtype": "float32"}
     slots["image"] = {"shape": image_shape, "dtype": "uint8"}
@@ -74,7 +74,7 @@ def build_manifest(model: DiT, plan: Plan, table: MethodTable, plan_json: dict, 
     methods[DECODE] = {"inputs": [{"name": "x", "source": "x"}], "outputs": [{"name": "image", "target": "image"}]}
     steps = []
     for k, (spec, method) in enumerate(zip(table.specs, table.step_methods)):
-        skipped = len(MODULES) * c.depth - spec.computed
+        skipped = len(MODULES) * arch.depth - spec.computed
         steps.append(
             {
                 "index": k,
@@ -89,12 +89,16 @@ def build_manifest(model: DiT, plan: Plan, table: MethodTable, plan_json: dict, 
         "format": "lazydit-bundle",
         "version": 1,
         "model": {
-            "name": c.name,
-            "config": c.to_dict(),
+            "name": arch.name,
+            "config": arch.to_dict(),
             "weights_hash": weights_hash(model),
-            "image": {"height": c.input_size, "width": c.input_size, "channels": 1 if c.in_channels == 1 else 3},
-            "num_classes": c.num_classes,
-            "null_class": c.num_classes,
+            "image": {
+                "height": arch.input_size,
+                "width": arch.input_size,
+                "channels": 1 if arch.in_channels == 1 else 3,
+            },
+            "num_classes": arch.num_classes,
+            "null_class": arch.num_classes,
             "timing_only": options.timing_only,
         },
         "sampler": schedule.to_dict(),
@@ -127,8 +131,8 @@ def golden_vectors(
 ) -> dict[str, np.ndarray]:
     """Run the unique graphs eagerly over the steps and record every input and output; the
     sample after each step is checked against the reference executor's."""
-    c = model.config
-    noise = initial_noise(1, (c.in_channels, c.input_size, c.input_size), options.seed)
+    arch = model.config
+    noise = initial_noise(1, (arch.in_channels, arch.input_size, arch.input_size), options.seed)
     label = torch.tensor([options.label])
     reference = []
     sample(model, noise, label, plan, options.cfg_scale, on_step=lambda r: reference.append(r.x.clone()))

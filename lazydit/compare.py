@@ -165,11 +165,11 @@ def _dynamic_macs(model: DiT, plan: Plan, per_class: int, seed: int, cfg_scale: 
     from .executor import sample
     from .samples import class_labels
 
-    c = model.config
-    labels = class_labels(c.num_classes, min(per_class, 10))
-    noise = initial_noise(len(labels), (c.in_channels, c.input_size, c.input_size), seed)
-    parts = module_macs(c)
-    full_step = plan_macs(c, Plan.full(1, c.depth))["macs_per_image"]
+    arch = model.config
+    labels = class_labels(arch.num_classes, min(per_class, 10))
+    noise = initial_noise(len(labels), (arch.in_channels, arch.input_size, arch.input_size), seed)
+    parts = module_macs(arch)
+    full_step = plan_macs(arch, Plan.full(1, arch.depth))["macs_per_image"]
     total, skipped, cells = 0.0, 0.0, 0
     records = []
     sample(model, noise, labels, plan, cfg_scale, decider=factory(), on_step=records.append)
@@ -259,16 +259,16 @@ def drift(model: DiT, rows: list[Row], per_class: int = 10, seed: int = 0, cfg_s
     if len(steps) != 1:
         raise ValueError(f"drift compares rows with one step count, got {sorted(steps)}")
     n = steps.pop()
-    c = model.config
-    labels = class_labels(c.num_classes, per_class)
-    noise = initial_noise(len(labels), (c.in_channels, c.input_size, c.input_size), seed)
+    arch = model.config
+    labels = class_labels(arch.num_classes, per_class)
+    noise = initial_noise(len(labels), (arch.in_channels, arch.input_size, arch.input_size), seed)
 
     def trajectory(plan: Plan) -> list[torch.Tensor]:
         xs = []
         sample(model, noise, labels, plan, cfg_scale, on_step=lambda rec: xs.append(rec.x))
         return xs
 
-    reference = trajectory(Plan.full(n, c.depth))
+    reference = trajectory(Plan.full(n, arch.depth))
     report, finals = {"steps": n, "per_class": per_class, "seed": seed, "cfg": cfg_scale, "rows": []}, {}
     for row in rows:
         plan = row_plan(model, row)

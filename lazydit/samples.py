@@ -61,9 +61,9 @@ def generate(
     """Samples (float, [-1, 1]) for ``per_class`` of every class; sample i's noise depends only on
     (seed, i), so two plans or step counts can be compared sample by sample. Returns images,
     labels and the eager wall time per image in seconds."""
-    c = model.config
-    labels = class_labels(c.num_classes, per_class)
-    noise = initial_noise(len(labels), (c.in_channels, c.input_size, c.input_size), seed)
+    arch = model.config
+    labels = class_labels(arch.num_classes, per_class)
+    noise = initial_noise(len(labels), (arch.in_channels, arch.input_size, arch.input_size), seed)
     out = []
     elapsed = 0.0
     for i in tqdm(

@@ -36,9 +36,10 @@ TINY_PLAN_CELLS = [
 ]
 
 
-def make_tiny_model(seed: int = 0) -> DiT:
+def make_tiny_model(seed: int = 0, config: DiTConfig = TINY) -> DiT:
+    """A DiT with random non-zero weights (a fresh DiT zeroes its output layers)."""
     torch.manual_seed(seed)
-    model = DiT(TINY)
+    model = DiT(config)
     with torch.no_grad():
         for p in model.parameters():
             if p.requires_grad:

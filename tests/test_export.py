@@ -297,8 +297,9 @@ def test_bench_json_has_the_minibench_fields_and_a_comparison(tiny_bundle, tiny_
 
 
 def test_a_format_the_other_process_cannot_write_fails_the_export_and_leaves_nothing(tiny_model, tmp_path):
-    from lazydit.export.bundle import ExportError, ExportOptions, export_bundle, format_groups
-    from lazydit.export.formats import FORMATS
+    from lazydit.export.bundle import ExportOptions, export_bundle
+    from lazydit.export.formats import FORMATS, ExportError
+    from lazydit.export.writers import format_groups
     from lazydit.plans import Plan
 
     # executorch is written here; the other groups go to one spawned process, where this format,
@@ -317,10 +318,10 @@ def test_a_format_the_other_process_cannot_write_fails_the_export_and_leaves_not
 def test_a_latent_model_with_learned_sigma_exports_and_replays(tmp_path):
     """Four channels, learned sigma (the noise prediction is half the output) and a forecast:
     the shapes of the DiT-S/B/XL family. Every step piece must lower to XNNPACK whole."""
-    import torch
+    from conftest import make_tiny_model
 
     from lazydit.checkpoints import save_model
-    from lazydit.model import DiT, DiTConfig
+    from lazydit.model import DiTConfig
     from lazydit.plans import Plan
 
     config = DiTConfig(
@@ -334,15 +335,9 @@ def test_a_latent_model_with_learned_sigma_exports_and_replays(tmp_path):
         learn_sigma=True,
         name="latent-tiny",
     )
-    torch.manual_seed(1)
-    model = DiT(config)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.requires_grad:
-                p.normal_(0, 0.1)
-    path = save_model(model.eval(), tmp_path / "latent")
+    path = save_model(make_tiny_model(1, config), tmp_path / "latent")
     plan = Plan(4, 2, [["CC", "CC"], ["RC", "CR"], ["CC", "CC"], ["FR", "CF"]], policy="random")
-    plan.save(tmp_path / "plan.json", config)
+    plan.save(tmp_path / "plan.json")
     out = tmp_path / "bundle"
     run_cli(
         "export",
@@ -419,3 +414,25 @@ def test_coreml_package_matches_the_manifest_and_is_stamped(coreml_bundle, tiny_
 @pytest.mark.skipif(__import__("sys").platform != "darwin", reason="Core ML prediction needs macOS")
 def test_coreml_replays_the_golden_vectors_on_macos(coreml_bundle):
     assert verify(create_backend("coreml", Bundle.load(coreml_bundle)))["min_psnr_db"] >= 40
+
+
+@pytest.mark.parametrize(
+    "corrupt, message",
+    [
+        (lambda v: v.astype(np.float64), "is float64"),
+        (lambda v: v[..., :1], "holds"),
+    ],
+)
+def test_the_python_loop_refuses_an_output_that_does_not_fit_its_slot(tiny_bundle, corrupt, message):
+    """As the Java and Swift loops do: dtype and shape of every output against its slot."""
+    backend = create_backend("onnxruntime", Bundle.load(tiny_bundle))
+    assert verify(backend)["passed"]  # the honest backend replays
+    honest = backend.run
+
+    def bad_run(method, inputs):
+        outs = honest(method, inputs)
+        return [corrupt(outs[0]), *outs[1:]]
+
+    backend.run = bad_run
+    with pytest.raises(BundleError, match=message):
+        run_bundle(backend, backend.bundle.initial_state())
