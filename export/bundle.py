@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from lazydit import __version__
 from lazydit.checkpoints import weights_hash
@@ -22,6 +23,7 @@ from lazydit.executor import sample
 from lazydit.macs import add_macs, plan_macs
 from lazydit.model import MODULES, DiT
 from lazydit.options import opt
+from lazydit.pipelines import LatentDecoder, vae_image
 from lazydit.plans import Plan, PlanError
 from lazydit.runtime.tensorfile import write_tensors
 
@@ -46,19 +48,30 @@ class ExportOptions:
     author: str = opt("lazydit", "author stamped into every artifact")
     license: str = opt("MIT", "license stamped into every artifact")
     timing_only: bool = False  # random weights: the bundle exists to be timed
-    model_source: str = "default"  # how the torch backend finds the model again
+    model_source: str = "default"  # how the torch backend finds the model again (with the two below)
+    model_size: str | None = None
+    vae: str | None = None
     progress: bool = True
     timings: dict = field(default_factory=dict)  # filled by the export: seconds per stage, the gate's report
 
 
-def build_manifest(model: DiT, plan: Plan, table: MethodTable, plan_json: dict, options: ExportOptions) -> dict:
+def _pixel_image(arch) -> dict:
+    """A model without a VAE shows its sample itself: grey, or (a latent model's timing stand-in)
+    its first three channels as RGB."""
+    return {"height": arch.input_size, "width": arch.input_size, "channels": 1 if arch.in_channels == 1 else 3}
+
+
+def build_manifest(
+    model: DiT, plan: Plan, table: MethodTable, plan_json: dict, options: ExportOptions, vae: nn.Module | None = None
+) -> dict:
     """The manifest without artifacts and golden vectors; ``plan_json`` is the plan's JSON, to
     which the MAC counts are added."""
     arch = model.config
     schedule = DDIMSchedule(plan.steps)
     macs = plan_macs(arch, plan)
     methods, slots = {}, {}
-    image_shape = [1, arch.input_size, arch.input_size] + ([] if arch.in_channels == 1 else [3])
+    image = vae_image(vae, arch.input_size) if vae is not None else _pixel_image(arch)
+    image_shape = [1, image["height"], image["width"]] + ([] if image["channels"] == 1 else [image["channels"]])
     slots["x"] = {"shape": [1, arch.in_channels, arch.input_size, arch.input_size], "dtype": "float32"}
     slots["y"] = {"shape": [1], "dtype": "int64"}
     slots["cfg_scale"] = {"shape": [1], "dtype": "float32"}
@@ -92,16 +105,15 @@ def build_manifest(model: DiT, plan: Plan, table: MethodTable, plan_json: dict, 
             "name": arch.name,
             "config": arch.to_dict(),
             "weights_hash": weights_hash(model),
-            "image": {
-                "height": arch.input_size,
-                "width": arch.input_size,
-                "channels": 1 if arch.in_channels == 1 else 3,
-            },
+            "image": image,
             "num_classes": arch.num_classes,
             "null_class": arch.num_classes,
             "timing_only": options.timing_only,
+            **(
+                {} if vae is None else {"vae": {"scaling_factor": float(vae.config.scaling_factor), **_vae_config(vae)}}
+            ),
         },
-        "sampler": schedule.to_dict(),
+        "sampler": {**schedule.to_dict(), **plan.sampler.to_dict()},
         "plan": add_macs(plan_json, macs),
         "slots": dict(sorted(slots.items(), key=lambda kv: (kv[0].startswith("cache:"), kv[0]))),
         "methods": methods,
@@ -111,6 +123,7 @@ def build_manifest(model: DiT, plan: Plan, table: MethodTable, plan_json: dict, 
         "golden": {},
         "metadata": {
             "model_source": options.model_source,
+            **{k: v for k, v in (("model_size", options.model_size), ("vae", options.vae)) if v is not None},
             "author": options.author,
             "license": options.license,
             "version": __version__,
@@ -119,10 +132,16 @@ def build_manifest(model: DiT, plan: Plan, table: MethodTable, plan_json: dict, 
     }
 
 
-def graph_modules(model: DiT, table: MethodTable) -> dict[str, torch.nn.Module]:
-    pieces = Pieces(model).eval()
+def _vae_config(vae: nn.Module) -> dict:
+    return {"config": {k: v for k, v in dict(vae.config).items() if not k.startswith("_")}}
+
+
+def graph_modules(
+    model: DiT, plan: Plan, table: MethodTable, vae: nn.Module | None = None
+) -> dict[str, torch.nn.Module]:
+    pieces = Pieces(model, plan.sampler).eval()
     graphs = {name: StepGraph(model, spec, pieces).eval() for name, spec in table.methods().items()}
-    graphs[DECODE] = DecodeGraph(model.config.in_channels).eval()
+    graphs[DECODE] = (LatentDecoder(vae) if vae is not None else DecodeGraph(model.config.in_channels)).eval()
     return graphs
 
 
@@ -163,11 +182,14 @@ def golden_vectors(
     return golden
 
 
-def export_bundle(model: DiT, plan: Plan | None, out: str | Path, options: ExportOptions | None = None) -> Path:
-    """Build ``out`` (a bundle folder). Raises ExportError/PlanError and leaves nothing on failure."""
+def export_bundle(
+    model: DiT, plan: Plan | None, out: str | Path, options: ExportOptions | None = None, vae: nn.Module | None = None
+) -> Path:
+    """Build ``out`` (a bundle folder). ``vae``: a latent model's decoder (diffusers' AutoencoderKL),
+    which becomes the ``decode`` method. Raises ExportError/PlanError and leaves nothing on failure."""
     options = options or ExportOptions()
     out = Path(out)
-    plan = plan or Plan.full(50, model.config.depth)
+    plan = plan or Plan.full(50, model.config.depth, sampler=model.sampler)
     plan.check_model(model.config)
     made_for = plan.base.get("weights_hash")
     if made_for and made_for != weights_hash(model) and not options.timing_only:
@@ -197,8 +219,8 @@ def export_bundle(model: DiT, plan: Plan | None, out: str | Path, options: Expor
             "description": f"lazydit {model.config.name} DDIM-{plan.steps} {plan.policy} lazy {plan.lazy_ratio:.2f}",
             "plan": metadata_json(plan_json),
         }
-        manifest = build_manifest(model, plan, table, plan_json, options)
-        graphs = graph_modules(model, table)
+        manifest = build_manifest(model, plan, table, plan_json, options, vae)
+        graphs = graph_modules(model, plan, table, vae)
         golden = golden_vectors(model, plan, table, options, graphs)
         write_tensors(tmp / "golden.lzt", golden)
         _write_png(tmp / "sample.png", golden["decode/out/image"][0])

@@ -25,7 +25,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from lazydit.diffusion import ddim_update, guide
+from lazydit.diffusion import SamplerSettings
 from lazydit.model import MODULES, DiT, DiTBlock, timestep_frequencies, unpatchify
 from lazydit.plans import COMPUTE, FORECAST, REUSE, Plan
 
@@ -228,7 +228,8 @@ class BranchPiece(_Piece):
         c = nn.functional.silu(c)
         if not self.computed:
             return (tokens + _vector(self.gate, c) * value[0],)
-        h = _layer_norm(tokens) * _vector(self.scale, c) + _vector(self.shift, c)
+        norm = block.norm1 if m == "attn" else block.norm2
+        h = _layer_norm(tokens, norm.eps) * _vector(self.scale, c) + _vector(self.shift, c)
         out = self._attention(h) if m == "attn" else block.mlp(h)
         return tokens + _vector(self.gate, c) * out, out
 
@@ -252,9 +253,9 @@ class BranchPiece(_Piece):
 class FinishPiece(_Piece):
     """(tokens, c, x, cfg_scale, alpha, alpha_prev) -> x_next: final layer, guidance, DDIM update."""
 
-    def __init__(self, model: DiT):
+    def __init__(self, model: DiT, sampler: SamplerSettings):
         super().__init__()
-        self.final, self.config = model.final_layer, model.config
+        self.final, self.config, self.sampler = model.final_layer, model.config, sampler
 
     def use_xnnpack(self) -> None:
         super().use_xnnpack()
@@ -273,7 +274,7 @@ class FinishPiece(_Piece):
             out = out.reshape(2 * side, side, p, p * ch).permute(0, 2, 1, 3).reshape(2, side * p, side * p, ch)
             out = out.permute(0, 3, 1, 2)
         eps = out[:, : cfg.in_channels] if cfg.out_channels != cfg.in_channels else out
-        return (ddim_update(x, guide(eps[:1], eps[1:], cfg_scale), alpha, alpha_prev),)
+        return (self.sampler.update(x, self.sampler.guide(eps[:1], eps[1:], cfg_scale), alpha, alpha_prev),)
 
 
 class Pieces(nn.Module):
@@ -281,7 +282,7 @@ class Pieces(nn.Module):
     the ExecuTorch writer lowers each piece once and every step method calls the lowered pieces,
     so a piece shared by many steps is converted and stored once."""
 
-    def __init__(self, model: DiT):
+    def __init__(self, model: DiT, sampler: SamplerSettings):
         super().__init__()
         self.config = model.config
         self.embed = EmbedPiece(model)
@@ -290,7 +291,7 @@ class Pieces(nn.Module):
             for m in MODULES:
                 self.compute[piece_key(b, m)] = BranchPiece(block, m, computed=True)
                 self.skip[piece_key(b, m)] = BranchPiece(block, m, computed=False)
-        self.finish = FinishPiece(model)
+        self.finish = FinishPiece(model, sampler)
 
     def for_xnnpack(self) -> Pieces:
         """A copy written with XNNPACK's operators only (same weights, same results up to rounding)."""

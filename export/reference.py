@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from lazydit.checkpoints import resolve_model, weights_hash
+from lazydit.checkpoints import weights_hash
+from lazydit.pipelines import ModelSource, load, random_vae
 from lazydit.plans import Plan
 from lazydit.runtime.backends import Backend, register_backend
 from lazydit.runtime.bundle import Bundle, BundleError
@@ -21,15 +22,19 @@ from .graphs import MethodTable
 
 def eager_graphs(manifest: dict) -> dict[str, torch.nn.Module]:
     """The bundle's graphs, rebuilt from the model its weights hash names and the manifest's plan."""
-    source = manifest.get("metadata", {}).get("model_source", "default")
+    meta = manifest.get("metadata", {})
+    source = meta.get("model_source", "default")
     if source.startswith("timing:"):
         _, size, seed = source.split(":")
         model = timing_model(size, int(seed))
+        vae = random_vae(manifest["model"]["vae"]["config"]) if "vae" in manifest["model"] else None
     else:
-        model = resolve_model(source)
+        loaded = load(ModelSource(model=source, size=meta.get("model_size"), vae=meta.get("vae")))
+        model, vae = loaded.dit, loaded.vae
     if weights_hash(model) != manifest["model"]["weights_hash"]:
         raise BundleError(f"the torch backend needs the bundle's model; {source} has other weights")
-    return graph_modules(model, MethodTable.of(Plan.from_dict(manifest["plan"])))
+    plan = Plan.from_dict(manifest["plan"])
+    return graph_modules(model, plan, MethodTable.of(plan), vae)
 
 
 @register_backend("torch")

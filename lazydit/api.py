@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoints import resolve_model
 from .compare import CompareConfig
-from .data import from_uint8, to_uint8
+from .data import from_uint8
 from .export.bundle import ExportOptions
 from .gates import GateTrainConfig, default_gates_path, load_gates, save_gates
 from .macs import plan_record
 from .model import DiT
+from .pipelines import LoadedModel, ModelSource, load, random_vae
 from .plans import Plan
 from .policies import PlanRequest, load_plan, make_plan
 from .samples import SamplingConfig
@@ -39,15 +39,18 @@ def train_classifiers(seed: int = 0, out: str | Path | None = None) -> dict[str,
     return save_classifiers(Path(out) if out else CLASSIFIER_DIR, seed=seed)
 
 
-def model_and_plan(model: str, config: SamplingConfig) -> tuple[DiT, Plan]:
-    """The model and the plan a sampling run uses, checked against each other."""
-    dit = resolve_model(model)
+def model_and_plan(source: ModelSource, config: SamplingConfig) -> tuple[LoadedModel, Plan]:
+    """The model and the plan a sampling run uses, checked against each other. A plan file keeps
+    the sampler it records, except what the user changes on the command line."""
+    loaded = load(source)
+    dit = loaded.dit
     if config.plan:
         plan = load_plan(config.plan)
         plan.check_model(dit.config, config.steps)
+        plan.sampler = plan.sampler.with_overrides(source.clip_x0, source.guided_channels)
     else:
-        plan = Plan.full(config.steps or 50, dit.config.depth)
-    return dit, plan
+        plan = Plan.full(config.steps or 50, dit.config.depth, sampler=dit.sampler)
+    return loaded, plan
 
 
 def _decider_factory(config: SamplingConfig, model: DiT, plan: Plan) -> Callable | None:
@@ -65,27 +68,30 @@ def _decider_factory(config: SamplingConfig, model: DiT, plan: Plan) -> Callable
     return factory
 
 
-def generate_set(model: str, config: SamplingConfig) -> tuple[torch.Tensor, torch.Tensor, float, Plan]:
-    """Samples in [-1, 1], labels, eager seconds per image, and the plan that made them."""
-    from .samples import generate
+def generate_set(source: ModelSource, config: SamplingConfig) -> tuple[np.ndarray, np.ndarray, float, Plan]:
+    """uint8 images (decoded by the VAE for a latent model), labels, eager seconds per image, and
+    the plan that made them."""
+    from .samples import check_showable, generate, to_pictures
 
-    dit, plan = model_and_plan(model, config)
-    images, labels, per_image = generate(
-        dit,
+    loaded, plan = model_and_plan(source, config)
+    check_showable(loaded)
+    labels = config.labels(loaded.dit.config.num_classes)
+    samples, labels, per_image = generate(
+        loaded.dit,
         plan,
-        config.per_class,
+        labels,
         config.seed,
         config.cfg_scale,
-        decider_factory=_decider_factory(config, dit, plan),
+        decider_factory=_decider_factory(config, loaded.dit, plan),
         dynamic_forecast=config.dynamic_forecast,
     )
-    return images, labels, per_image, plan
+    return to_pictures(loaded, samples), labels.numpy(), per_image, plan
 
 
 def sample(
     config: SamplingConfig,
     out: str | Path,
-    model: str = "default",
+    source: ModelSource | None = None,
     bundle: str | None = None,
     backend: str = "onnxruntime",
 ) -> tuple[Path, int, float]:
@@ -94,15 +100,17 @@ def sample(
     from .samples import sample_bundle, write_samples
 
     if bundle:
-        images, labels, per_image = sample_bundle(bundle, backend, config.per_class, config.seed, config.cfg_scale)
+        images, labels, per_image = sample_bundle(bundle, backend, config)
     else:
-        images_t, labels_t, per_image, _ = generate_set(model, config)
-        images, labels = to_uint8(images_t), labels_t.numpy()
+        images, labels, per_image, _ = generate_set(source or ModelSource(), config)
     return write_samples(out, images, labels), len(labels), per_image
 
 
 def evaluate(
-    config: SamplingConfig, model: str = "default", samples: str | None = None, reference: str | None = None
+    config: SamplingConfig,
+    source: ModelSource | None = None,
+    samples: str | None = None,
+    reference: str | None = None,
 ) -> dict:
     """Class accuracy, Frechet distance on both extractors and (with ``reference``) PSNR of a
     sample set read from ``samples`` or drawn now."""
@@ -113,8 +121,7 @@ def evaluate(
         images_u8, labels = read_samples(samples)
         result: dict = {"source": str(samples)}
     else:
-        images, labels_t, per_image, plan = generate_set(model, config)
-        images_u8, labels = to_uint8(images), labels_t.numpy()
+        images_u8, labels, per_image, plan = generate_set(source or ModelSource(), config)
         result = {
             "steps": plan.steps,
             "policy": plan.policy,
@@ -132,23 +139,25 @@ def evaluate(
     return result
 
 
-def train_gates(config: GateTrainConfig, model: str = "default", out: str | Path | None = None) -> tuple[Path, float]:
+def train_gates(
+    config: GateTrainConfig, source: ModelSource | None = None, out: str | Path | None = None
+) -> tuple[Path, float]:
     """Train gates and write them (default: next to the default model, where ``plan`` looks);
     returns the file and the mean loss of the last iterations."""
     from .gates import train_gates as fit
 
-    dit = resolve_model(model)
+    dit = load(source).dit
     gates, losses = fit(dit, config)
     path = save_gates(gates, out or default_gates_path(config.steps, config.kind, config.objective), dit, config)
     tail = losses[-50:]
     return path, sum(tail) / max(1, len(tail))
 
 
-def plan(policy: str, request: PlanRequest, out: str | Path, model: str = "default") -> dict:
+def plan(policy: str, request: PlanRequest, out: str | Path, source: ModelSource | None = None) -> dict:
     """Make a plan with a registered policy and write it with its MAC counts; returns its JSON."""
     from .files import write_json
 
-    dit = resolve_model(model)
+    dit = load(source).dit
     record = plan_record(dit.config, make_plan(policy, dit, request))
     write_json(out, record)
     return record
@@ -157,7 +166,7 @@ def plan(policy: str, request: PlanRequest, out: str | Path, model: str = "defau
 def export(
     options: ExportOptions,
     out: str | Path,
-    model: str = "default",
+    source: ModelSource | None = None,
     plan: str | None = None,
     steps: int | None = None,
     timing_size: str | None = None,
@@ -166,12 +175,16 @@ def export(
     interval: int | None = None,
 ) -> Path:
     """Write a bundle. Without ``plan`` a no-skip DDIM bundle; with ``timing_size`` a random-weight
-    DiT of that registry size (timing only), whose plan ``policy`` may make here. Seconds per
-    stage and the gate's report land in ``options.timings``."""
+    DiT of that registry size with, for latent sizes, a random VAE of the configuration DiT-XL/2
+    ships with (timing only), whose plan ``policy`` may make here. Seconds per stage and the
+    gate's report land in ``options.timings``."""
     from .export.bundle import export_bundle, timing_model
 
+    source = source or ModelSource()
     if timing_size:
         dit = timing_model(timing_size)
+        dit.sampler = dit.sampler.with_overrides(source.clip_x0, source.guided_channels)
+        loaded = LoadedModel(dit, random_vae() if dit.config.in_channels == 4 else None, timing_only=True)
         options = replace(options, timing_only=True, model_source=f"timing:{timing_size}:0")
         if plan:
             chosen = load_plan(plan)
@@ -180,12 +193,19 @@ def export(
     else:
         if policy or ratio is not None or interval is not None:
             raise ValueError("--policy, --ratio and --interval make a plan for --timing-size only; use `lazydit plan`")
-        dit = resolve_model(model)
-        options = replace(options, model_source=model)
-        chosen = load_plan(plan) if plan else Plan.full(steps or 50, dit.config.depth)
-        if plan and steps and steps != chosen.steps:
-            raise ValueError(f"--steps {steps} contradicts the plan's {chosen.steps} steps")
-    return export_bundle(dit, chosen, out, options)
+        loaded = load(source)
+        options = replace(
+            options, timing_only=loaded.timing_only, model_source=source.model, model_size=source.size, vae=source.vae
+        )
+        dit = loaded.dit
+        if plan:
+            chosen = load_plan(plan)
+            chosen.sampler = chosen.sampler.with_overrides(source.clip_x0, source.guided_channels)
+            if steps and steps != chosen.steps:
+                raise ValueError(f"--steps {steps} contradicts the plan's {chosen.steps} steps")
+        else:
+            chosen = Plan.full(steps or 50, dit.config.depth, sampler=dit.sampler)
+    return export_bundle(dit, chosen, out, options, loaded.vae)
 
 
 def verify(bundle: str, backend: str = "onnxruntime", threads: int | None = None) -> dict:
@@ -195,14 +215,16 @@ def verify(bundle: str, backend: str = "onnxruntime", threads: int | None = None
     return verify_bundle(bundle, backend, threads)
 
 
-def compare(config: CompareConfig, model: str = "default", out: str | Path = "results", command: str = "") -> dict:
+def compare(
+    config: CompareConfig, source: ModelSource | None = None, out: str | Path = "results", command: str = ""
+) -> dict:
     """The equal-latency table (or, with ``config.drift``, the per-step drift report) in ``out``."""
     from .compare import compare as table
     from .compare import drift, select_rows, write_drift, write_report
     from .samples import class_labels
 
     rows = select_rows(config.rows, config.drift)
-    dit = resolve_model(model)
+    dit = load(source).dit
     if config.drift:
         report, finals = drift(dit, rows, config.per_class, config.seed, config.cfg_scale)
         write_drift(report, finals, class_labels(dit.config.num_classes, config.per_class), out, command)

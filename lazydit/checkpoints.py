@@ -39,6 +39,7 @@ DEFAULT_MODEL_NAME = "dit-digits"
 
 OWN_FORMAT = "lazydit"
 DIFFUSERS_CLASSES = ("DiTTransformer2DModel", "Transformer2DModel")
+DIFFUSERS_NORM_EPS = 1e-5  # DiTTransformer2DModel's default norm_eps
 
 
 class CheckpointError(ValueError):
@@ -254,11 +255,12 @@ def check_config(config: DiTConfig, source: str = "config") -> DiTConfig:
 
 
 def config_from_json(data: object, source: str) -> DiTConfig:
-    """A DiTConfig from the ``config`` object of a JSON file; every field but ``name`` is required."""
+    """A DiTConfig from the ``config`` object of a JSON file; every field is required but ``name``
+    and those added since the format began (files written before them mean the original DiT)."""
     if not isinstance(data, dict):
         raise CheckpointError(f"{source}: the config must be a JSON object, got {type(data).__name__}")
     fields = {f.name for f in dataclasses.fields(DiTConfig)}
-    missing = sorted(fields - {"name"} - set(data))
+    missing = sorted(fields - {"name", "mlp_norm_eps"} - set(data))
     unknown = sorted(set(data) - fields)
     if missing or unknown:
         parts = ([f"missing fields {missing}"] if missing else []) + ([f"unknown fields {unknown}"] if unknown else [])
@@ -325,7 +327,7 @@ def infer_config(
         if len(sizes) != 1:
             raise CheckpointError(
                 f"cannot tell the image size of a checkpoint without pos_embed (hidden {hidden}, patch {patch}, "
-                f"{in_ch} channels): pass a model size"
+                f"{in_ch} channels): pass --size with a registry name"
             )
         input_size = sizes.pop()
     if num_heads is None:
@@ -333,7 +335,7 @@ def infer_config(
         if len(heads) != 1:
             raise CheckpointError(
                 f"cannot tell the number of attention heads for hidden size {hidden} "
-                "(no registry size has that width): pass a model size"
+                "(no registry size has that width): pass --size with a registry name such as DiT-S/2"
             )
         num_heads = heads.pop()
     return check_config(
@@ -355,15 +357,18 @@ def infer_config(
 
 def _diffusers_hints(path: Path) -> dict:
     """Image size and heads from the diffusers ``config.json`` that sits next to its weights, if any."""
-    config_path = path.parent / "config.json"
-    try:
-        config = json.loads(config_path.read_text())
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(config, dict) or config.get("_class_name") not in DIFFUSERS_CLASSES:
-        return {}
+    config = diffusers_config(path)
     hints = {"input_size": config.get("sample_size"), "num_heads": config.get("num_attention_heads")}
     return {k: v for k, v in hints.items() if isinstance(v, int) and not isinstance(v, bool)}
+
+
+def diffusers_config(weights: Path) -> dict:
+    """The diffusers ``config.json`` next to a weights file ({} if there is none)."""
+    try:
+        config = json.loads((weights.parent / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return config if isinstance(config, dict) and config.get("_class_name") in DIFFUSERS_CLASSES else {}
 
 
 # ----------------------------------------------------------------------------- loading
@@ -423,7 +428,9 @@ def load_model(path: str | Path, size: str | DiTConfig | None = None) -> DiT:
         hints = _diffusers_hints(path)
     config = infer_config(state, size, name=path.stem, **hints)
     if layout == "diffusers":
-        config = dataclasses.replace(config, timestep_freq_shift=1)
+        # diffusers' timestep frequencies divide by half - 1, and its MLP LayerNorm uses norm_eps
+        eps = float(diffusers_config(path).get("norm_eps", DIFFUSERS_NORM_EPS))
+        config = dataclasses.replace(config, timestep_freq_shift=1, mlp_norm_eps=eps)
         # diffusers recomputes the fixed sin-cos table instead of storing it
         state.setdefault("pos_embed", _pos_embed(config))
     return _load_state(config, state, str(path))

@@ -31,12 +31,15 @@ def command(name: str, help: str, arguments: Callable[[argparse.ArgumentParser],
 
 
 def _model_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--model",
-        default="default",
-        help="'default' (the embedded digits DiT) or a checkpoint: lazydit .safetensors, official DiT .pt, "
-        "diffusers DiTTransformer2DModel weights (default: %(default)s)",
-    )
+    from .pipelines import ModelSource
+
+    add_options(p, ModelSource)
+
+
+def _source(args):
+    from .pipelines import ModelSource
+
+    return from_args(ModelSource, args)
 
 
 def _write_json(path: str | None, data: dict | list) -> None:
@@ -113,7 +116,9 @@ def cmd_sample(args) -> None:
     from . import api
     from .samples import SamplingConfig
 
-    out, count, per_image = api.sample(from_args(SamplingConfig, args), args.out, args.model, args.bundle, args.backend)
+    out, count, per_image = api.sample(
+        from_args(SamplingConfig, args), args.out, _source(args), args.bundle, args.backend
+    )
     where = args.backend if args.bundle else "eager"
     print(
         f"wrote {out / 'samples.npz'} and {out / 'grid.png'} ({count} samples, {per_image * 1000:.2f} ms per image {where})"
@@ -135,7 +140,7 @@ def cmd_eval(args) -> None:
     from . import api
     from .samples import EvalConfig
 
-    _write_json(args.json, api.evaluate(from_args(EvalConfig, args), args.model, args.samples, args.reference))
+    _write_json(args.json, api.evaluate(from_args(EvalConfig, args), _source(args), args.samples, args.reference))
 
 
 def _gate_args(p: argparse.ArgumentParser) -> None:
@@ -151,7 +156,7 @@ def cmd_train_gates(args) -> None:
     from . import api
     from .gates import GateTrainConfig
 
-    path, mse = api.train_gates(from_args(GateTrainConfig, args), args.model, args.out)
+    path, mse = api.train_gates(from_args(GateTrainConfig, args), _source(args), args.out)
     print(f"wrote {path} (final mse {mse:.3e})")
 
 
@@ -169,7 +174,7 @@ def cmd_plan(args) -> None:
     from . import api
     from .policies import PlanRequest
 
-    data = api.plan(args.policy, from_args(PlanRequest, args), args.out, args.model)
+    data = api.plan(args.policy, from_args(PlanRequest, args), args.out, _source(args))
     print(
         f"wrote {args.out}: {args.policy} DDIM-{data['sampler']['steps']}, {data['skipped']} modules skipped, "
         f"lazy ratio {data['lazy_ratio']['modules']:.3f} by modules, {data['lazy_ratio']['macs']:.3f} by MACs"
@@ -202,7 +207,15 @@ def cmd_export(args) -> None:
 
     options = from_args(ExportOptions, args)
     out = api.export(
-        options, args.out, args.model, args.plan, args.steps, args.timing_size, args.policy, args.ratio, args.interval
+        options,
+        args.out,
+        _source(args),
+        args.plan,
+        args.steps,
+        args.timing_size,
+        args.policy,
+        args.ratio,
+        args.interval,
     )
     t = options.timings
     stages = ", ".join(f"{k} {v:.1f} s" for k, v in t.items() if k.endswith("_s") and k != "total_s")
@@ -322,7 +335,7 @@ def cmd_compare(args) -> None:
 
     command_line = "lazydit " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["compare"] else "lazydit compare"
     config = from_args(CompareConfig, args)
-    report = api.compare(config, args.model, args.out, command_line)
+    report = api.compare(config, _source(args), args.out, command_line)
     if config.drift:
         print(f"wrote {args.out}/drift.md, drift.json, drift.png")
     else:

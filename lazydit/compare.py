@@ -20,7 +20,7 @@ from .model import DiT
 from .options import opt
 from .plans import Plan
 from .policies import PlanRequest, make_plan
-from .samples import generate
+from .samples import class_labels, generate
 
 
 @dataclass
@@ -129,12 +129,13 @@ def run_row(
     if row.dynamic:
         factory, threshold = _dynamic_decider(model, plan, row.steps)
         extra["threshold"] = threshold
-        plan_for_run = Plan.full(row.steps, model.config.depth, policy="lazydit-dynamic")
+        plan_for_run = Plan.full(row.steps, model.config.depth, policy="lazydit-dynamic", sampler=model.sampler)
     else:
         plan_for_run = plan
     start = time.perf_counter()
+    labels = class_labels(model.config.num_classes, per_class)
     images, labels, per_image = generate(
-        model, plan_for_run, per_class, seed, cfg_scale, decider_factory=factory, progress=progress
+        model, plan_for_run, labels, seed, cfg_scale, decider_factory=factory, progress=progress
     )
     wall = time.perf_counter() - start
     if row.dynamic:
@@ -163,7 +164,6 @@ def _dynamic_macs(model: DiT, plan: Plan, per_class: int, seed: int, cfg_scale: 
     """Mean MACs per image of dynamic gating, from the decisions it made on a subset."""
     from .diffusion import initial_noise
     from .executor import sample
-    from .samples import class_labels
 
     arch = model.config
     labels = class_labels(arch.num_classes, min(per_class, 10))
@@ -253,7 +253,6 @@ def drift(model: DiT, rows: list[Row], per_class: int = 10, seed: int = 0, cfg_s
     from .diffusion import initial_noise
     from .executor import sample
     from .metrics import psnr
-    from .samples import class_labels
 
     steps = {r.steps for r in rows}
     if len(steps) != 1:
@@ -268,7 +267,7 @@ def drift(model: DiT, rows: list[Row], per_class: int = 10, seed: int = 0, cfg_s
         sample(model, noise, labels, plan, cfg_scale, on_step=lambda rec: xs.append(rec.x))
         return xs
 
-    reference = trajectory(Plan.full(n, arch.depth))
+    reference = trajectory(Plan.full(n, arch.depth, sampler=model.sampler))
     report, finals = {"steps": n, "per_class": per_class, "seed": seed, "cfg": cfg_scale, "rows": []}, {}
     for row in rows:
         plan = row_plan(model, row)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .diffusion import DDIMSchedule, ddim_update, guide
+from .diffusion import DDIMSchedule
 from .model import MODULES, DiT
 from .plans import COMPUTE, FORECAST, Plan
 
@@ -107,7 +107,7 @@ def sample(
                 computed[(b, m)] = float(wants.float().mean())
                 tokens = tokens + block.gate(m, mods).unsqueeze(1) * out
         eps = model.eps(model.head(tokens, c))
-        x = ddim_update(x, guide(eps[:batch], eps[batch:], cfg_scale), s["alpha"], s["alpha_prev"])
+        x = plan.sampler.update(x, plan.sampler.guide(eps[:batch], eps[batch:], cfg_scale), s["alpha"], s["alpha_prev"])
         if on_step is not None:
             on_step(StepRecord(k, x, computed))
     return x

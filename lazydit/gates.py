@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from .checkpoints import weights_hash
 from .data import ImageDataset, digits
-from .diffusion import DDIMSchedule, ddim_update, guide, initial_noise, q_sample
+from .diffusion import DDIMSchedule, initial_noise, q_sample
 from .executor import sample
 from .files import atomic_write
 from .model import MODULES, DiT
@@ -152,7 +152,7 @@ class GateTrainConfig:
 def _guided_eps(model: DiT, tokens: torch.Tensor, c: torch.Tensor, cfg_scale: float) -> torch.Tensor:
     eps = model.eps(model.head(tokens, c))
     half = eps.shape[0] // 2
-    return guide(eps[:half], eps[half:], cfg_scale)
+    return model.sampler.guide(eps[:half], eps[half:], cfg_scale)
 
 
 def train_gates(
@@ -266,7 +266,9 @@ def soft_trajectory(
                 last[key] = out
                 tokens = tokens + block.gate(m, mods).unsqueeze(1) * out
         eps = model.eps(model.head(tokens, c))
-        x = ddim_update(x, guide(eps[:batch], eps[batch:], cfg_scale), s["alpha"], s["alpha_prev"])
+        x = model.sampler.update(
+            x, model.sampler.guide(eps[:batch], eps[batch:], cfg_scale), s["alpha"], s["alpha_prev"]
+        )
     return x, scores
 
 
@@ -283,7 +285,13 @@ def _train_trajectory(model: DiT, config: GateTrainConfig, progress: bool) -> tu
     targets = []
     for i in tqdm(range(0, config.pool, 64), desc=f"reference trajectories ddim{steps}", disable=not progress):
         targets.append(
-            sample(model, noise[i : i + 64], labels[i : i + 64], Plan.full(steps, arch.depth), config.cfg_scale)
+            sample(
+                model,
+                noise[i : i + 64],
+                labels[i : i + 64],
+                Plan.full(steps, arch.depth, sampler=model.sampler),
+                config.cfg_scale,
+            )
         )
     targets = torch.cat(targets)
     rho = _Rho(config, steps, arch.depth)
@@ -324,7 +332,7 @@ def _full_step(model: DiT, x: torch.Tensor, y_pair: torch.Tensor, s: dict, cfg_s
             caches[(b, m)] = out
             tokens = tokens + block.gate(m, mods).unsqueeze(1) * out
     eps = _guided_eps(model, tokens, c, cfg_scale)
-    return caches, ddim_update(x, eps, s["alpha"], s["alpha_prev"])
+    return caches, model.sampler.update(x, eps, s["alpha"], s["alpha_prev"])
 
 
 def save_gates(gates: LazyGates, path: str | Path, model: DiT, train_config: GateTrainConfig | None = None) -> Path:
@@ -405,5 +413,5 @@ def calibrate(
         sums[step, block, MODULES.index(module)] += gates.pair_score(step, block, module, h).mean()
         logit_sums[step, block, MODULES.index(module)] += gates.pair_logit(step, block, module, h).mean()
 
-    sample(model, noise, labels, Plan.full(gates.steps, arch.depth), cfg_scale, decider=observe)
+    sample(model, noise, labels, Plan.full(gates.steps, arch.depth, sampler=model.sampler), cfg_scale, decider=observe)
     return (sums, logit_sums) if with_logits else sums

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .diffusion import PIXEL_SAMPLER, SamplerSettings
+
 MODULES = ("attn", "mlp")
 
 
@@ -36,6 +38,8 @@ class DiTConfig:
     # 0: the original DiT frequencies (exponent / half); 1: diffusers' Timesteps with
     # downscale_freq_shift=1 (exponent / (half - 1)).
     timestep_freq_shift: int = 0
+    # LayerNorm eps before the MLP: 1e-6 in the original DiT, diffusers' norm_eps (1e-5) in its port
+    mlp_norm_eps: float = 1e-6
     name: str = field(default="custom", compare=False)
 
     @property
@@ -158,11 +162,11 @@ class Mlp(nn.Module):
 class DiTBlock(nn.Module):
     """adaLN-Zero block whose two branches can be run, or replaced by a cache, one at a time."""
 
-    def __init__(self, hidden_size: int, num_heads: int, mlp_ratio: float):
+    def __init__(self, hidden_size: int, num_heads: int, mlp_ratio: float, mlp_norm_eps: float = 1e-6):
         super().__init__()
         self.norm1 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
         self.attn = Attention(hidden_size, num_heads)
-        self.norm2 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
+        self.norm2 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=mlp_norm_eps)
         self.mlp = Mlp(hidden_size, int(hidden_size * mlp_ratio))
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden_size, 6 * hidden_size))
 
@@ -206,13 +210,16 @@ class FinalLayer(nn.Module):
 class DiT(nn.Module):
     def __init__(self, config: DiTConfig):
         super().__init__()
+        # how a DDIM step uses this model's output; set by the loader from where the weights came from
+        self.sampler: SamplerSettings = PIXEL_SAMPLER
         self.config = config
         self.x_embedder = PatchEmbed(config.patch_size, config.in_channels, config.hidden_size)
         self.t_embedder = TimestepEmbedder(config.hidden_size, freq_shift=config.timestep_freq_shift)
         self.y_embedder = LabelEmbedder(config.num_classes, config.hidden_size, config.class_dropout_prob)
         self.pos_embed = nn.Parameter(torch.zeros(1, config.num_tokens, config.hidden_size), requires_grad=False)
         self.blocks = nn.ModuleList(
-            DiTBlock(config.hidden_size, config.num_heads, config.mlp_ratio) for _ in range(config.depth)
+            DiTBlock(config.hidden_size, config.num_heads, config.mlp_ratio, config.mlp_norm_eps)
+            for _ in range(config.depth)
         )
         self.final_layer = FinalLayer(config.hidden_size, config.patch_size, config.out_channels)
         self.initialize_weights()

@@ -25,16 +25,24 @@ def _base_type(hint: Any) -> Any:
     return hint
 
 
-def _comma_list(text: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in text.split(",") if part.strip())
+def _comma_list(item: type):
+    def parse(text: str) -> tuple:
+        try:
+            return tuple(item(part.strip()) for part in text.split(",") if part.strip())
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {item.__name__}: {err}") from err
+
+    parse.__name__ = f"list of {item.__name__}"
+    return parse
 
 
 def add_options(parser: argparse.ArgumentParser, config: type) -> None:
-    """One ``--flag`` per field of the dataclass ``config`` (underscores become dashes)."""
+    """One ``--flag`` per option of the dataclass ``config`` (its fields made with :func:`opt`, or
+    with a ``help`` in their metadata; underscores become dashes)."""
     hints = typing.get_type_hints(config)
     for f in dataclasses.fields(config):
-        if not f.init:
-            continue
+        if not f.init or "help" not in f.metadata:
+            continue  # fields without help are set by the program, not the user
         flag = "--" + f.name.replace("_", "-")
         kind = _base_type(hints[f.name])
         kwargs: dict[str, Any] = {"dest": f.name, "help": f.metadata.get("help", "").replace("%", "%%")}
@@ -48,10 +56,10 @@ def add_options(parser: argparse.ArgumentParser, config: type) -> None:
         if kind is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif typing.get_origin(kind) is tuple:
-            kwargs["type"] = _comma_list
+            kwargs["type"] = _comma_list(typing.get_args(kind)[0])
             kwargs["metavar"] = "A,B,..."
             if "default" in kwargs:
-                kwargs["help"] = kwargs["help"].replace("%(default)s", ",".join(kwargs["default"]))
+                kwargs["help"] = kwargs["help"].replace("%(default)s", ",".join(map(str, kwargs["default"])))
         else:
             kwargs["type"] = kind
         if f.metadata.get("const") is not None:
@@ -63,4 +71,6 @@ def add_options(parser: argparse.ArgumentParser, config: type) -> None:
 
 def from_args(config: type, args: argparse.Namespace) -> Any:
     """The dataclass ``config`` filled from parsed arguments of :func:`add_options`."""
-    return config(**{f.name: getattr(args, f.name) for f in dataclasses.fields(config) if f.init})
+    return config(
+        **{f.name: getattr(args, f.name) for f in dataclasses.fields(config) if f.init and hasattr(args, f.name)}
+    )

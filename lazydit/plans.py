@@ -20,6 +20,7 @@ from collections.abc import Container
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .diffusion import PIXEL_SAMPLER, SamplerSettings
 from .files import write_json
 from .model import MODULES, DiTConfig
 
@@ -41,6 +42,7 @@ class Plan:
     policy: str = "ddim"
     params: dict = field(default_factory=dict)
     base: dict = field(default_factory=dict)  # the weights the plan was made for: name, weights_hash
+    sampler: SamplerSettings = PIXEL_SAMPLER  # clamp x0 or not, guided channels: baked into every step
 
     def __post_init__(self) -> None:
         self.validate()
@@ -101,7 +103,8 @@ class Plan:
                     )
                 )
             cells.append(row)
-        return Plan(self.steps, self.depth, cells, self.policy, {**self.params, "forecast": True}, dict(self.base))
+        params = {**self.params, "forecast": True}
+        return Plan(self.steps, self.depth, cells, self.policy, params, dict(self.base), self.sampler)
 
     # checks ---------------------------------------------------------------------------------
     def validate(self) -> None:
@@ -144,7 +147,7 @@ class Plan:
             "version": PLAN_VERSION,
             "policy": self.policy,
             "params": self.params,
-            "sampler": {"name": "ddim", "steps": self.steps, "eta": 0.0},
+            "sampler": {"name": "ddim", "steps": self.steps, "eta": 0.0, **self.sampler.to_dict()},
             "model": {**self.base, "depth": self.depth},
             "lazy_ratio": {"modules": self.lazy_ratio},
             "skipped": len(self.skipped_cells()),
@@ -172,8 +175,9 @@ class Plan:
                 data["policy"],
                 dict(data.get("params", {})),
                 {k: v for k, v in data["model"].items() if k != "depth"},
+                SamplerSettings.from_dict(sampler),
             )
-        except (KeyError, TypeError, AttributeError) as err:
+        except (KeyError, TypeError, AttributeError, ValueError) as err:
             raise PlanError(f"plan is missing or has a malformed field: {err}") from err
 
     def save(self, path: str | Path) -> None:

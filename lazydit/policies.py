@@ -39,6 +39,7 @@ register_policy = POLICIES.register
 def make_plan(name: str, model: DiT, request: PlanRequest) -> Plan:
     plan = POLICIES[name](model, request)
     plan.base = {"name": model.config.name, "weights_hash": weights_hash(model)}
+    plan.sampler = model.sampler
     return plan.with_forecast() if request.forecast else plan
 
 

@@ -17,6 +17,7 @@ from .executor import Decider, sample
 from .files import atomic_write
 from .model import DiT
 from .options import opt
+from .pipelines import LatentDecoder, LoadedModel
 from .plans import Plan
 
 
@@ -27,6 +28,7 @@ class SamplingConfig:
     steps: int | None = opt(None, "DDIM steps (default: the plan's, else 50)")
     cfg_scale: float = opt(1.5, "classifier-free guidance scale")
     per_class: int = opt(10, "samples per class")
+    classes: tuple[int, ...] = opt((), "the classes to draw, e.g. 207,360,387 (default: every class)")
     seed: int = opt(0, "noise seed; sample i's noise depends only on (seed, i)")
     plan: str | None = opt(None, "a skip plan JSON (from `lazydit plan`); default: no skipping")
     dynamic: str | None = opt(
@@ -34,6 +36,16 @@ class SamplingConfig:
     )
     threshold: float = opt(0.5, "with --dynamic: compute when score >= this")
     dynamic_forecast: bool = opt(False, "with --dynamic: forecast skipped modules instead of reusing them")
+
+    def labels(self, num_classes: int) -> torch.Tensor:
+        """``per_class`` samples of every asked class, class by class (sample i's noise is fixed by i)."""
+        if self.per_class < 1:
+            raise ValueError(f"--per-class must be at least 1, got {self.per_class}")
+        wrong = [c for c in self.classes if not 0 <= c < num_classes]
+        if wrong:
+            raise ValueError(f"classes {wrong} are not classes of this model (0..{num_classes - 1})")
+        chosen = torch.tensor(self.classes or range(num_classes), dtype=torch.long)
+        return chosen.repeat_interleave(self.per_class)
 
 
 @dataclass
@@ -50,7 +62,7 @@ def class_labels(num_classes: int, per_class: int) -> torch.Tensor:
 def generate(
     model: DiT,
     plan: Plan,
-    per_class: int,
+    labels: torch.Tensor,
     seed: int = 0,
     cfg_scale: float = 1.5,
     batch_size: int = 250,
@@ -58,11 +70,10 @@ def generate(
     dynamic_forecast: bool = False,
     progress: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """Samples (float, [-1, 1]) for ``per_class`` of every class; sample i's noise depends only on
-    (seed, i), so two plans or step counts can be compared sample by sample. Returns images,
+    """Samples (float, as the sampler leaves them) for ``labels``; sample i's noise depends only on
+    (seed, i), so two plans or step counts can be compared sample by sample. Returns samples,
     labels and the eager wall time per image in seconds."""
     arch = model.config
-    labels = class_labels(arch.num_classes, per_class)
     noise = initial_noise(len(labels), (arch.in_channels, arch.input_size, arch.input_size), seed)
     out = []
     elapsed = 0.0
@@ -87,6 +98,26 @@ def generate(
         )
         elapsed += time.perf_counter() - start
     return torch.cat(out), labels, elapsed / len(labels)
+
+
+def check_showable(loaded: LoadedModel) -> None:
+    """Refuse, before any sampling, a model whose samples are not pictures (a latent without its VAE)."""
+    channels = loaded.dit.config.in_channels
+    if loaded.vae is None and channels not in (1, 3):
+        raise ValueError(
+            f"this model samples {channels}-channel latents and has no VAE to turn them into pictures; pass a "
+            "diffusers pipeline folder (with vae/) as --model"
+        )
+
+
+@torch.no_grad()
+def to_pictures(loaded: LoadedModel, samples: torch.Tensor, batch_size: int = 8) -> np.ndarray:
+    """uint8 pictures of final samples: [N, H, W] grey or [N, H, W, 3] RGB, decoded by the VAE of a
+    latent model exactly as its bundle's ``decode`` method does."""
+    if loaded.vae is None:
+        return to_uint8(samples)
+    decode = LatentDecoder(loaded.vae)
+    return np.concatenate([decode(samples[i : i + batch_size]).numpy() for i in range(0, len(samples), batch_size)])
 
 
 def grid_png(images: np.ndarray, labels: np.ndarray, scale: int = 4) -> bytes:
@@ -153,7 +184,7 @@ def save_generated(out_dir: str | Path, images: torch.Tensor, labels: torch.Tens
 
 
 def sample_bundle(
-    bundle_dir: str | Path, backend: str, per_class: int, seed: int = 0, cfg_scale: float = 1.5, progress: bool = True
+    bundle_dir: str | Path, backend: str, config: SamplingConfig, progress: bool = True
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """The same sample set as :func:`generate` (same noise per index), produced by a bundle."""
     from .runtime.backends import create_backend
@@ -162,10 +193,9 @@ def sample_bundle(
 
     bundle = Bundle.load(bundle_dir)
     runner = create_backend(backend, bundle)
-    m = bundle.manifest["model"]
-    shape = (m["image"]["channels"], m["image"]["height"], m["image"]["width"])
-    labels = class_labels(m["num_classes"], per_class).numpy()
-    noise = initial_noise(len(labels), shape, seed).numpy()
+    labels = config.labels(bundle.manifest["model"]["num_classes"]).numpy()
+    noise = initial_noise(len(labels), tuple(bundle.manifest["slots"]["x"]["shape"][1:]), config.seed).numpy()
+    cfg_scale = config.cfg_scale
     images, elapsed = [], 0.0
     for i in tqdm(range(len(labels)), desc=f"sample {backend}", disable=not progress, leave=False):
         state = {

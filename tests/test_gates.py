@@ -134,14 +134,14 @@ def test_the_command_and_the_python_call_with_the_same_arguments_write_identical
     from conftest import run_cli
 
     from lazydit import api
+    from lazydit.pipelines import ModelSource
 
     args = {"steps": 3, "iterations": 3, "batch": 4, "pool": 8, "seed": 5}
     flags = [f"--{k}={v}" for k, v in args.items()]
     run_cli("train-gates", "--model", str(tiny_model_path), *flags, "--out", str(tmp_path / "cli.safetensors"))
-    path, _ = api.train_gates(GateTrainConfig(**args), model=str(tiny_model_path), out=tmp_path / "api.safetensors")
+    source = ModelSource(model=str(tiny_model_path))
+    path, _ = api.train_gates(GateTrainConfig(**args), source, out=tmp_path / "api.safetensors")
     assert path.read_bytes() == (tmp_path / "cli.safetensors").read_bytes()
     # a different seed is a different training run: the files must differ
-    other, _ = api.train_gates(
-        GateTrainConfig(**{**args, "seed": 6}), model=str(tiny_model_path), out=tmp_path / "other.safetensors"
-    )
+    other, _ = api.train_gates(GateTrainConfig(**{**args, "seed": 6}), source, out=tmp_path / "other.safetensors")
     assert other.read_bytes() != path.read_bytes()

@@ -98,7 +98,7 @@ def _step_graphs(model, noise, labels, plan, cfg_scale):
     from lazydit.export.graphs import MethodTable
 
     table = MethodTable.of(plan)
-    graphs, schedule = graph_modules(model, table), DDIMSchedule(plan.steps)
+    graphs, schedule = graph_modules(model, plan, table), DDIMSchedule(plan.steps)
     state = {"x": noise, "y": labels, "cfg_scale": torch.tensor([cfg_scale])}
     with torch.no_grad():
         for k, (spec, name) in enumerate(zip(table.specs, table.step_methods)):
