@@ -62,23 +62,12 @@ def find_qemu(qemu: str | os.PathLike | None = None, *, install: bool = False, p
     if install and shutil.which("apt-get") and hasattr(os, "geteuid") and os.geteuid() == 0:
         say(progress, f"{QEMU_STATIC} missing: apt-get install -y qemu-user-static")
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        done = subprocess.run(
-            ["apt-get", "install", "-y", "--no-install-recommends", "qemu-user-static"],
-            check=False,
-            capture_output=True,
-            text=True,
-            env=env,
-        )
+        install_qemu = ["apt-get", "install", "-y", "--no-install-recommends", "qemu-user-static"]
+        done = subprocess.run(install_qemu, check=False, capture_output=True, text=True, env=env)
         if done.returncode != 0:
             # The package lists may be missing on a fresh machine.
             subprocess.run(["apt-get", "update"], check=False, capture_output=True, text=True, env=env)
-            done = subprocess.run(
-                ["apt-get", "install", "-y", "--no-install-recommends", "qemu-user-static"],
-                check=False,
-                capture_output=True,
-                text=True,
-                env=env,
-            )
+            done = subprocess.run(install_qemu, check=False, capture_output=True, text=True, env=env)
         found = shutil.which(QEMU_STATIC)
         if found:
             return Path(found)

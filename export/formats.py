@@ -13,10 +13,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from lazydit.pipelines import LatentDecoder
 from lazydit.registry import Registry
 from lazydit.runtime.bundle import sha256
 
 from .graphs import StepGraph
+from .vae import XNNPACK_DECOMPOSITIONS
 
 
 class ExportError(RuntimeError):
@@ -169,13 +171,28 @@ def write_executorch(job: ExportJob, out: Path) -> dict:
     programs = {}
     for g in job.graphs:
         job.progress(f"executorch method {g.name}")
-        module = g.module.with_pieces(lowered) if isinstance(g.module, StepGraph) else g.module
+        module = g.module
+        if isinstance(module, StepGraph):
+            module = module.with_pieces(lowered)
+        elif isinstance(module, LatentDecoder):
+            module = module.with_pixels(_lower_vae(module.pixels, g.example, config, job.progress))
         programs[g.name] = _export_program(module, g.example)
     program = to_edge(programs, compile_config=config).to_executorch()
     path = out / "model.pte"
     with open(path, "wb") as f:
         program.write_to_file(f)
     return {"methods": {g.name: g.name for g in job.graphs}, "files": [_file_entry(out, path)]}
+
+
+def _lower_vae(pixels: nn.Module, example: tuple[torch.Tensor, ...], config, progress) -> nn.Module:
+    """The VAE decoder's float part as one XNNPACK delegate (see ``export/vae.py``)."""
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    progress("executorch lowering the VAE decoder to XNNPACK")
+    program = _export_program(pixels, example).run_decompositions(XNNPACK_DECOMPOSITIONS)
+    edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()], compile_config=config)
+    return _LoweredPiece.of(edge.exported_program(), "decode")
 
 
 def _lower_pieces(steps: list[GraphJob], config, progress) -> nn.Module:
@@ -228,7 +245,29 @@ class _LoweredPiece(nn.Module):
         from executorch.exir.delegate import executorch_call_delegate
 
         graph, signature = program.graph, program.graph_signature
-        calls = [n for n in graph.nodes if n.op == "call_function" and n.target is not operator.getitem]
+        owned = {
+            **signature.inputs_to_parameters,
+            **signature.inputs_to_buffers,
+            **signature.inputs_to_lifted_tensor_constants,
+        }
+
+        def constant(node) -> torch.Tensor:
+            target = owned[node.name]
+            return program.state_dict[target] if target in program.state_dict else program.constants[target]
+
+        # dtype casts of constants (a Python int the model divides by becomes an int64 scalar cast
+        # to float) run once here, not as portable kernels beside the delegate
+        folded = {
+            n: constant(n.args[0]).to(n.kwargs["dtype"])
+            for n in graph.nodes
+            if n.op == "call_function"
+            and "_to_dim_order_copy" in str(n.target)
+            and n.args[0].name in owned
+            and n.kwargs.get("dtype") is not None
+        }
+        calls = [
+            n for n in graph.nodes if n.op == "call_function" and n.target is not operator.getitem and n not in folded
+        ]
         if len(calls) != 1 or calls[0].target is not executorch_call_delegate:
             left = sorted(
                 {
@@ -239,18 +278,12 @@ class _LoweredPiece(nn.Module):
             )
             raise RuntimeError(f"piece {name} did not lower to one XNNPACK delegate (left outside: {left})")
         call = calls[0]
-        owned = {
-            **signature.inputs_to_parameters,
-            **signature.inputs_to_buffers,
-            **signature.inputs_to_lifted_tensor_constants,
-        }
         sources, constants = [], {}
         for arg in call.args[1:]:
             if arg.name in signature.user_inputs:
                 sources.append(signature.user_inputs.index(arg.name))
                 continue
-            target = owned[arg.name]
-            value = program.state_dict[target] if target in program.state_dict else program.constants[target]
+            value = folded[arg] if arg in folded else constant(arg)
             sources.append(f"const{len(constants)}")
             constants[sources[-1]] = value.detach().clone()
         output = next(n for n in graph.nodes if n.op == "output")

@@ -436,14 +436,19 @@ def load_model(path: str | Path, size: str | DiTConfig | None = None) -> DiT:
     return _load_state(config, state, str(path))
 
 
+def read_json(path: Path, what: str) -> object:
+    """A JSON file a model is made of; errors name the file and what it should have been."""
+    try:
+        return json.loads(path.read_text())
+    except OSError as err:
+        raise CheckpointError(f"{path}: cannot read {what}: {err}") from err
+    except ValueError as err:
+        raise CheckpointError(f"{path}: not valid JSON: {err}") from err
+
+
 def _load_own(path: Path) -> DiT:
     meta_path = path.with_suffix(".json")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except OSError as err:
-        raise CheckpointError(f"{meta_path}: cannot read the model config: {err}") from err
-    except ValueError as err:
-        raise CheckpointError(f"{meta_path}: not valid JSON: {err}") from err
+    meta = read_json(meta_path, "the model config")
     if not isinstance(meta, dict) or "config" not in meta:
         raise CheckpointError(f'{meta_path}: not a lazydit model config (no "config" object)')
     config = config_from_json(meta["config"], str(meta_path))

@@ -179,14 +179,23 @@ def reference() -> Reference:
 
 
 def evaluate(images: torch.Tensor, labels: torch.Tensor, reference_images: torch.Tensor | None = None) -> dict:
-    """Accuracy, FD per extractor (absolute and as a multiple of the real-vs-real floor), PSNR."""
+    """Accuracy, FD per extractor (absolute and as a multiple of the real-vs-real floor), PSNR.
+    The classifiers know 8x8 grey digits only: other pictures get PSNR against the reference."""
+    result: dict = {"samples": int(images.shape[0])}
+    if reference_images is not None:
+        result["psnr_db"] = psnr(images, reference_images)
+    if tuple(images.shape[1:]) != (1, 8, 8):
+        if reference_images is None:
+            raise ValueError(
+                f"class accuracy and Frechet distance use the digit classifiers (8x8 grey); these samples are "
+                f"{tuple(images.shape[1:])}: pass --reference (samples from the same noise) for PSNR"
+            )
+        return result
     ref = reference()
-    result: dict = {"samples": int(images.shape[0]), "class_accuracy": class_accuracy(images, labels)}
+    result["class_accuracy"] = class_accuracy(images, labels)
     for kind in EXTRACTORS:
         fd = frechet_distance(features(images, kind), ref.test[kind])
         result[f"fd_{kind}"] = fd
         result[f"fd_{kind}_floor"] = ref.floor[kind]
         result[f"fd_{kind}_ratio"] = fd / ref.floor[kind]
-    if reference_images is not None:
-        result["psnr_db"] = psnr(images, reference_images)
     return result

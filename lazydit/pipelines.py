@@ -9,7 +9,7 @@ the final latent into a picture: diffusers' own ``AutoencoderKL``, decoded at ``
 
 from __future__ import annotations
 
-import json
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -17,7 +17,15 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from .checkpoints import DEFAULT_MODEL_NAME, CheckpointError, detect_layout, load_model, read_state, resolve_model
+from .checkpoints import (
+    DEFAULT_MODEL_NAME,
+    CheckpointError,
+    detect_layout,
+    load_model,
+    read_json,
+    read_state,
+    resolve_model,
+)
 from .diffusion import NUM_TRAIN_TIMESTEPS, OFFICIAL_SAMPLER, SamplerSettings
 from .model import DiT, DiT_models
 from .options import opt
@@ -161,12 +169,7 @@ def _load_transformer(folder: Path, size: str | None) -> DiT:
 
 
 def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-    except OSError as err:
-        raise CheckpointError(f"{path}: cannot read it: {err}") from err
-    except ValueError as err:
-        raise CheckpointError(f"{path}: not valid JSON: {err}") from err
+    data = read_json(path, "the diffusers config")
     if not isinstance(data, dict):
         raise CheckpointError(f"{path}: expected a JSON object")
     return data
@@ -233,20 +236,38 @@ def _load_vae(folder: Path, vae: str | None, latent_channels: int) -> tuple[nn.M
 
 class LatentDecoder(nn.Module):
     """Final latent -> uint8 RGB picture through the pipeline's own VAE (diffusers' AutoencoderKL):
-    ``decode(x / scaling_factor)``, then [-1, 1] -> [0, 255] rounded, as diffusers' pipelines do."""
+    ``decode(x / scaling_factor)``, then [-1, 1] -> [0, 255] rounded, as diffusers' pipelines do.
+    ``pixels`` is the float part (what a backend accelerates); rounding and the uint8 cast follow."""
 
     input_names: ClassVar[list[str]] = ["x"]
     output_names: ClassVar[list[str]] = ["image"]
 
     def __init__(self, vae: nn.Module):
         super().__init__()
+        self.pixels = VaePixels(vae)
+
+    def with_pixels(self, pixels: nn.Module) -> LatentDecoder:
+        """The same decoder with another implementation of its float part (e.g. a lowered one)."""
+        decoder = copy.copy(self)
+        decoder._modules = {**self._modules, "pixels": pixels}
+        return decoder
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        (pixels,) = self.pixels(x)
+        return torch.round(pixels).permute(0, 2, 3, 1).to(torch.uint8)
+
+
+class VaePixels(nn.Module):
+    """The VAE's picture as floats in [0, 255], not yet rounded."""
+
+    def __init__(self, vae: nn.Module):
+        super().__init__()
         self.vae = vae
         self.scaling_factor = float(vae.config.scaling_factor)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor]:
         img = self.vae.decode(x / self.scaling_factor).sample
-        img = torch.round(torch.clamp(img / 2 + 0.5, 0.0, 1.0) * 255.0)
-        return img.permute(0, 2, 3, 1).to(torch.uint8)
+        return (torch.clamp(img / 2 + 0.5, 0.0, 1.0) * 255.0,)
 
 
 def vae_image(vae: nn.Module, latent_size: int) -> dict:
