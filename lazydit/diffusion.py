@@ -133,13 +133,6 @@ PIXEL_SAMPLER = SamplerSettings()  # models trained here on pixels: clamp, as th
 OFFICIAL_SAMPLER = SamplerSettings(clip_x0=False, guided_channels=3)
 
 
-def ddim_update(
-    x: torch.Tensor, eps: torch.Tensor, alpha: torch.Tensor | float, alpha_prev: torch.Tensor | float
-) -> torch.Tensor:
-    """The pixel sampler's DDIM step (x0 clamped, the noise estimate recomputed from it)."""
-    return PIXEL_SAMPLER.update(x, eps, alpha, alpha_prev)
-
-
 def guide(eps_cond: torch.Tensor, eps_uncond: torch.Tensor, scale: torch.Tensor | float) -> torch.Tensor:
     return eps_uncond + scale * (eps_cond - eps_uncond)
 

@@ -1,7 +1,7 @@
 import torch
 from conftest import make_tiny_model
 
-from lazydit.diffusion import DDIMSchedule, ddim_update, linear_alphas_cumprod
+from lazydit.diffusion import PIXEL_SAMPLER, DDIMSchedule, linear_alphas_cumprod
 from lazydit.model import MODULES, DiT_models, build_model
 
 
@@ -58,4 +58,4 @@ def test_ddim_update_with_true_noise_lands_on_the_clean_sample():
     eps = torch.randn_like(x0)
     a = 0.3
     xt = a**0.5 * x0 + (1 - a) ** 0.5 * eps
-    torch.testing.assert_close(ddim_update(xt, eps, a, 1.0), x0, atol=1e-5, rtol=0)
+    torch.testing.assert_close(PIXEL_SAMPLER.update(xt, eps, a, 1.0), x0, atol=1e-5, rtol=0)

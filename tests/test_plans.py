@@ -5,7 +5,7 @@ import torch
 from conftest import TINY, TINY_PLAN_CELLS, make_tiny_model
 from torch.utils.flop_counter import FlopCounterMode
 
-from lazydit.diffusion import DDIMSchedule, ddim_update, guide, initial_noise
+from lazydit.diffusion import PIXEL_SAMPLER, DDIMSchedule, guide, initial_noise
 from lazydit.executor import sample
 from lazydit.files import write_json
 from lazydit.gates import LazyGates
@@ -29,7 +29,7 @@ def plain_ddim(model, noise, labels, steps, cfg):
             s = sched.scalars(k)
             t = torch.full((2 * len(labels),), s["t"])
             eps = model.eps(model(torch.cat([x, x]), t, torch.cat([labels, null])))
-            x = ddim_update(x, guide(eps[: len(labels)], eps[len(labels) :], cfg), s["alpha"], s["alpha_prev"])
+            x = PIXEL_SAMPLER.update(x, guide(eps[: len(labels)], eps[len(labels) :], cfg), s["alpha"], s["alpha_prev"])
     return x
 
 
