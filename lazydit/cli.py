@@ -342,19 +342,25 @@ def cmd_compare(args) -> None:
         print(to_markdown(report))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line, or only ``command``'s flags ("": none): each command's options come
+    from its library's config dataclass, and importing every library costs seconds."""
     parser = argparse.ArgumentParser(
         prog="lazydit", description="Lazy learning for Diffusion Transformers, exported for phones."
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (help_text, add_arguments, _) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        add_arguments(p)
+        if command in (None, name):
+            add_arguments(p)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    # no command given: only the list of commands is shown, no command's flags are needed
+    args = build_parser(chosen if chosen in COMMANDS else "").parse_args(argv)
     _, _, run = COMMANDS[args.command]
     from .checkpoints import CheckpointError
     from .device import DeviceError
