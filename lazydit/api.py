@@ -47,7 +47,7 @@ def model_and_plan(source: ModelSource, config: SamplingConfig) -> tuple[LoadedM
     if config.plan:
         plan = load_plan(config.plan)
         plan.check_model(dit.config, config.steps)
-        plan.sampler = plan.sampler.with_overrides(source.clip_x0, source.guided_channels)
+        plan.sampler = source.sampler(plan.sampler)
     else:
         plan = Plan.full(config.steps or 50, dit.config.depth, sampler=dit.sampler)
     return loaded, plan
@@ -183,7 +183,7 @@ def export(
     source = source or ModelSource()
     if timing_size:
         dit = timing_model(timing_size)
-        dit.sampler = dit.sampler.with_overrides(source.clip_x0, source.guided_channels)
+        dit.sampler = source.sampler(dit.sampler)
         loaded = LoadedModel(dit, random_vae() if dit.config.in_channels == 4 else None, timing_only=True)
         options = replace(options, timing_only=True, model_source=f"timing:{timing_size}:0")
         if plan:
@@ -200,7 +200,7 @@ def export(
         dit = loaded.dit
         if plan:
             chosen = load_plan(plan)
-            chosen.sampler = chosen.sampler.with_overrides(source.clip_x0, source.guided_channels)
+            chosen.sampler = source.sampler(chosen.sampler)
             if steps and steps != chosen.steps:
                 raise ValueError(f"--steps {steps} contradicts the plan's {chosen.steps} steps")
         else:

@@ -75,6 +75,10 @@ class ModelSource:
         None, "guide only the first N channels (the official DiT code guides 3 of 4); 0: every channel"
     )
 
+    def sampler(self, settings: SamplerSettings) -> SamplerSettings:
+        """``settings`` (a model's or a plan's) with what the user changed on the command line."""
+        return settings.with_overrides(self.clip_x0, self.guided_channels)
+
 
 @dataclass
 class LoadedModel:
@@ -115,7 +119,7 @@ def load(source: ModelSource | None = None) -> LoadedModel:
             )
     if vae and loaded.vae is None:
         raise CheckpointError(f"--vae random needs a pipeline folder with a vae/ configuration; {model} has none")
-    loaded.dit.sampler = loaded.dit.sampler.with_overrides(source.clip_x0, source.guided_channels)
+    loaded.dit.sampler = source.sampler(loaded.dit.sampler)
     return loaded
 
 
