@@ -30,6 +30,7 @@ android {
     }
 
     compileOptions {
+        // Java 17 as in :core, whose records D8 desugars for minSdk 26 (no java.lang.Record before API 34).
         sourceCompatibility = JavaVersion.VERSION_17
         targetCompatibility = JavaVersion.VERSION_17
         isCoreLibraryDesugaringEnabled = true

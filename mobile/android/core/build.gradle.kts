@@ -1,5 +1,6 @@
 // The platform-free core: plain Java 17, no Android dependency, so it is also tested on any JVM
-// (run-tests.sh does that with javac alone).
+// (run-tests.sh does that with javac alone). Its value classes are Java records, hence Java 17 here;
+// the app's D8 desugars them for its minSdk.
 plugins {
     `java-library`
 }

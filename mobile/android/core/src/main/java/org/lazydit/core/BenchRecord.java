@@ -7,30 +7,13 @@ import java.util.List;
 /**
  * One benchmark of one bundle on one backend and device. The minibench metric names come first so
  * numbers line up with what phone people already read; ours follow.
+ *
+ * @param goldenPsnrDb the worst PSNR of a golden check run before timing, or null if none ran
  */
-public final class BenchRecord {
-    private final String bundle;
-    private final String backend;
-    private final String device;
-    private final double modelLoadMillis;
-    private final BenchResult result;
-    private final List<Integer> lazySteps;
-    private final Double goldenPsnrDb;
-
-    /** {@code goldenPsnrDb} is the worst PSNR of a golden check run before timing, or null if none ran. */
-    public BenchRecord(String bundle, String backend, String device, double modelLoadMillis, BenchResult result,
-            List<Integer> lazySteps, Double goldenPsnrDb) {
-        this.bundle = bundle;
-        this.backend = backend;
-        this.device = device;
-        this.modelLoadMillis = modelLoadMillis;
-        this.result = result;
-        this.lazySteps = List.copyOf(lazySteps);
-        this.goldenPsnrDb = goldenPsnrDb;
-    }
-
-    public BenchResult result() {
-        return result;
+public record BenchRecord(String bundle, String backend, String device, double modelLoadMillis, BenchResult result,
+        List<Integer> lazySteps, Double goldenPsnrDb) {
+    public BenchRecord {
+        lazySteps = List.copyOf(lazySteps);
     }
 
     public JsonObject toJson() {

@@ -2,12 +2,17 @@ package org.lazydit.core;
 
 import static org.junit.Assert.assertArrayEquals;
 import static org.junit.Assert.assertEquals;
+import static org.junit.Assert.assertNotEquals;
 import static org.junit.Assert.assertThrows;
 import static org.junit.Assert.assertTrue;
 
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
 import org.junit.Rule;
 import org.junit.Test;
 import org.junit.rules.TemporaryFolder;
@@ -85,5 +90,34 @@ public class CoreUtilitiesTest {
         double p = Psnr.of(a, a);
         assertTrue(Double.isFinite(p) && p > 200);
         assertEquals(20 * Math.log10(2 / 0.1), Psnr.of(Tensor.ofFloats(new float[] {0.2f, 0.3f}, 2), a), 1e-4);
+    }
+
+    @Test
+    public void slotSpecCopiesItsShapeAndComparesItByContent() {
+        long[] shape = {1, 4};
+        SlotSpec s = new SlotSpec("x", shape, DType.FLOAT32);
+        shape[0] = 9;
+        s.shape()[1] = 9;
+        assertArrayEquals(new long[] {1, 4}, s.shape());
+        SlotSpec same = new SlotSpec(s.name(), s.shape(), s.dtype());
+        assertEquals(s, same);
+        assertEquals(s.hashCode(), same.hashCode());
+        assertNotEquals(s, new SlotSpec("x", new long[] {1, 5}, DType.FLOAT32));
+        assertEquals("SlotSpec[name=x, shape=[1, 4], dtype=float32]", s.toString());
+    }
+
+    @Test
+    public void specsCopyTheirCollections() {
+        Map<String, Double> scalars = new LinkedHashMap<>(Map.of("t", 0.5));
+        StepSpec step = new StepSpec(0, "step_full", scalars, 3, 1);
+        scalars.put("u", 1.0);
+        assertEquals(Map.of("t", 0.5), step.scalars());
+        assertThrows(UnsupportedOperationException.class, () -> step.scalars().put("u", 1.0));
+        assertTrue(step.isLazy());
+        List<MethodSpec.Input> inputs = new ArrayList<>(List.of(new MethodSpec.Input("x_in", "x")));
+        MethodSpec m = new MethodSpec("step_full", inputs, List.of(new MethodSpec.Output("x_out", "x")));
+        inputs.clear();
+        assertEquals(List.of("x_in"), m.inputNames());
+        assertEquals(new MethodSpec.Output("x_out", "x"), m.outputFor("x"));
     }
 }
