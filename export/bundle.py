@@ -109,9 +109,7 @@ def build_manifest(
             "num_classes": arch.num_classes,
             "null_class": arch.num_classes,
             "timing_only": options.timing_only,
-            **(
-                {} if vae is None else {"vae": {"scaling_factor": float(vae.config.scaling_factor), **_vae_config(vae)}}
-            ),
+            **({} if vae is None else {"vae": _vae_entry(vae)}),
         },
         "sampler": {**schedule.to_dict(), **plan.sampler.to_dict()},
         "plan": add_macs(plan_json, macs),
@@ -132,8 +130,10 @@ def build_manifest(
     }
 
 
-def _vae_config(vae: nn.Module) -> dict:
-    return {"config": {k: v for k, v in dict(vae.config).items() if not k.startswith("_")}}
+def _vae_entry(vae: nn.Module) -> dict:
+    """The manifest's record of a latent model's decoder: its scaling and its configuration."""
+    config = {k: v for k, v in dict(vae.config).items() if not k.startswith("_")}
+    return {"scaling_factor": float(vae.config.scaling_factor), "config": config}
 
 
 def graph_modules(

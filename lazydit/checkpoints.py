@@ -31,6 +31,7 @@ from pathlib import Path
 
 import torch
 
+from .diffusion import DIFFUSERS_SAMPLER, OFFICIAL_SAMPLER
 from .files import atomic_write
 from .model import DiT, DiT_models, DiTConfig, get_2d_sincos_pos_embed
 
@@ -433,7 +434,10 @@ def load_model(path: str | Path, size: str | DiTConfig | None = None) -> DiT:
         config = dataclasses.replace(config, timestep_freq_shift=1, mlp_norm_eps=eps)
         # diffusers recomputes the fixed sin-cos table instead of storing it
         state.setdefault("pos_embed", _pos_embed(config))
-    return _load_state(config, state, str(path))
+    model = _load_state(config, state, str(path))
+    # latents as their source samples them (a pipeline folder's scheduler may say otherwise)
+    model.sampler = DIFFUSERS_SAMPLER if layout == "diffusers" else OFFICIAL_SAMPLER
+    return model
 
 
 def read_json(path: Path, what: str) -> object:
@@ -459,20 +463,14 @@ def _load_own(path: Path) -> DiT:
 # ----------------------------------------------------------------------------- misc
 
 
-def default_model_path() -> Path:
-    return DEFAULT_MODEL_DIR / f"{DEFAULT_MODEL_NAME}.safetensors"
-
-
-def resolve_model(spec: str | None) -> DiT:
-    """``default`` (or None) is the embedded digits model; anything else is a checkpoint path."""
-    if spec in (None, "default"):
-        path = default_model_path()
-        if not path.is_file():
-            raise CheckpointError(
-                f"the embedded default model is missing at {path}; reproduce it with the command in the README"
-            )
-        return load_model(path)
-    return load_model(spec)
+def default_model() -> DiT:
+    """The embedded digits model."""
+    path = DEFAULT_MODEL_DIR / f"{DEFAULT_MODEL_NAME}.safetensors"
+    if not path.is_file():
+        raise CheckpointError(
+            f"the embedded default model is missing at {path}; reproduce it with the command in the README"
+        )
+    return load_model(path)
 
 
 def weights_hash(model: DiT) -> str:

@@ -131,6 +131,9 @@ class SamplerSettings:
 PIXEL_SAMPLER = SamplerSettings()  # models trained here on pixels: clamp, as the original DDIM code
 # facebookresearch/DiT's sample.py: latents unclamped, guidance on the first 3 of 4 channels
 OFFICIAL_SAMPLER = SamplerSettings(clip_x0=False, guided_channels=3)
+# the published DiT pipelines' scheduler: DDIM over the DiT training schedule, x0 not clamped,
+# and DiTPipeline never asks for the clamped model output
+DIFFUSERS_SAMPLER = SamplerSettings(clip_x0=False, eps_after_clip="model")
 
 
 def guide(eps_cond: torch.Tensor, eps_uncond: torch.Tensor, scale: torch.Tensor | float) -> torch.Tensor:

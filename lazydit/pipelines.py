@@ -17,23 +17,12 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from .checkpoints import (
-    DEFAULT_MODEL_NAME,
-    CheckpointError,
-    detect_layout,
-    load_model,
-    read_json,
-    read_state,
-    resolve_model,
-)
-from .diffusion import NUM_TRAIN_TIMESTEPS, OFFICIAL_SAMPLER, SamplerSettings
+from .checkpoints import DEFAULT_MODEL_NAME, CheckpointError, default_model, load_model, read_json
+from .diffusion import NUM_TRAIN_TIMESTEPS, SamplerSettings
 from .model import DiT, DiT_models
 from .options import opt
 
 WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
-# The published DiT pipelines' scheduler: DDIM over the DiT training schedule, x0 not clamped,
-# and DiTPipeline never asks for the clamped model output.
-DIFFUSERS_SAMPLER = SamplerSettings(clip_x0=False, eps_after_clip="model")
 # The VAE DiT-XL-2-256 ships with (stabilityai/sd-vae-ft-ema): the configuration timing bundles use.
 SD_VAE_CONFIG = {
     "in_channels": 3,
@@ -88,10 +77,6 @@ class LoadedModel:
     vae: nn.Module | None = None
     timing_only: bool = False
 
-    @property
-    def scaling_factor(self) -> float:
-        return float(self.vae.config.scaling_factor) if self.vae is not None else 1.0
-
 
 def load(source: ModelSource | None = None) -> LoadedModel:
     """Whatever ``--model`` names, with ``--size`` for a checkpoint without a config, ``--vae
@@ -105,13 +90,13 @@ def load(source: ModelSource | None = None) -> LoadedModel:
             f"--vae takes only 'random' (the folder's VAE configuration, random weights), not {vae!r}"
         )
     if model in (None, "default", DEFAULT_MODEL_NAME):
-        loaded = LoadedModel(resolve_model("default"))
+        loaded = LoadedModel(default_model())
     else:
         path = Path(model)
         if path.is_dir():
             loaded = _load_folder(path, size, vae)
         elif path.is_file():
-            loaded = LoadedModel(_load_file(path, size))
+            loaded = LoadedModel(load_model(path, size))
         else:
             raise CheckpointError(
                 f"{path}: no such file or folder; --model takes 'default', a lazydit .safetensors, an official "
@@ -121,15 +106,6 @@ def load(source: ModelSource | None = None) -> LoadedModel:
         raise CheckpointError(f"--vae random needs a pipeline folder with a vae/ configuration; {model} has none")
     loaded.dit.sampler = source.sampler(loaded.dit.sampler)
     return loaded
-
-
-def _load_file(path: Path, size: str | None) -> DiT:
-    dit = load_model(path, size)
-    if path.suffix == ".safetensors" and path.with_suffix(".json").is_file():
-        return dit  # trained here: pixels, the model's own sampler (clamped)
-    state, _ = read_state(path)
-    dit.sampler = DIFFUSERS_SAMPLER if detect_layout(state) == "diffusers" else OFFICIAL_SAMPLER
-    return dit
 
 
 def _load_folder(path: Path, size: str | None, vae: str | None) -> LoadedModel:
@@ -168,7 +144,6 @@ def _load_transformer(folder: Path, size: str | None) -> DiT:
     if wrong:
         said = ", ".join(f"{k} {c} (the weights have {w})" for k, (c, w) in wrong.items())
         raise CheckpointError(f"{folder / 'config.json'} disagrees with {weights.name}: {said}")
-    dit.sampler = DIFFUSERS_SAMPLER
     return dit
 
 

@@ -179,10 +179,6 @@ def read_samples(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         return data["images"], data["labels"]
 
 
-def save_generated(out_dir: str | Path, images: torch.Tensor, labels: torch.Tensor) -> Path:
-    return write_samples(out_dir, to_uint8(images), labels.numpy())
-
-
 def sample_bundle(
     bundle_dir: str | Path, backend: str, config: SamplingConfig, progress: bool = True
 ) -> tuple[np.ndarray, np.ndarray, float]:

@@ -195,6 +195,20 @@ def diffusers_forward(sd, x, t, y, *, heads: int, patch: int, out_channels: int,
 # ----------------------------------------------------------------------------- the test fixtures themselves
 
 
+def tiny_diffusers_forward(sd, x, t, y):
+    """The reference forward of a TINY model in diffusers' layout."""
+    return diffusers_forward(
+        sd,
+        x,
+        t,
+        y,
+        heads=TINY.num_heads,
+        patch=TINY.patch_size,
+        out_channels=TINY.out_channels,
+        mlp_norm_eps=DIFFUSERS_MLP_NORM_EPS,
+    )
+
+
 def test_source_models_are_non_trivial():
     a, b = make_model(seed=0), make_model(seed=1)
     out = run(a)
@@ -222,16 +236,7 @@ def test_model_matches_diffusers_reference_forward():
     source = make_model(dataclasses.replace(TINY, timestep_freq_shift=1, mlp_norm_eps=DIFFUSERS_MLP_NORM_EPS))
     sd = to_diffusers(source.state_dict(), TINY.depth)
     x, t, y = inputs()
-    ref = diffusers_forward(
-        sd,
-        x,
-        t,
-        y,
-        heads=TINY.num_heads,
-        patch=TINY.patch_size,
-        out_channels=TINY.out_channels,
-        mlp_norm_eps=DIFFUSERS_MLP_NORM_EPS,
-    )
+    ref = tiny_diffusers_forward(sd, x, t, y)
     torch.testing.assert_close(run(source), ref, rtol=1e-5, atol=1e-5)
     # the comparison is sensitive: the original frequencies (shift 0) do not match diffusers
     wrong = DiT(TINY)
@@ -296,16 +301,7 @@ def test_diffusers_safetensors(tmp_path):
     assert loaded.config.timestep_freq_shift == 1
     assert_same_model(loaded, source)
     x, t, y = inputs()
-    ref = diffusers_forward(
-        sd,
-        x,
-        t,
-        y,
-        heads=TINY.num_heads,
-        patch=TINY.patch_size,
-        out_channels=TINY.out_channels,
-        mlp_norm_eps=DIFFUSERS_MLP_NORM_EPS,
-    )
+    ref = tiny_diffusers_forward(sd, x, t, y)
     torch.testing.assert_close(run(loaded), ref, rtol=1e-5, atol=1e-5)
 
 

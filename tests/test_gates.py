@@ -2,7 +2,7 @@ import pytest
 import torch
 from conftest import TINY, make_tiny_model
 
-from lazydit.checkpoints import resolve_model
+from lazydit.checkpoints import default_model
 from lazydit.diffusion import initial_noise
 from lazydit.executor import sample
 from lazydit.gates import GateError, GateTrainConfig, LazyGates, save_gates, soft_trajectory, train_gates
@@ -66,7 +66,7 @@ def test_soft_forecast_with_hard_scores_is_the_forecasting_plan_executor(model):
 
 
 def test_trajectory_training_steers_the_mean_score_to_the_target_ratio():
-    model = resolve_model("default")  # a trained model: computing a module really lowers the loss
+    model = default_model()  # a trained model: computing a module really lowers the loss
 
     def mean_score(gates):
         with torch.no_grad():
@@ -109,7 +109,7 @@ def test_saturated_gates_are_ranked_by_their_logits(model, tmp_path):
 def test_every_shipped_gate_file_is_tied_to_the_default_model():
     from lazydit.gates import default_gates_path, load_gates
 
-    model = resolve_model("default")
+    model = default_model()
     shipped = [(n, "lazydit", o) for n in (10, 20, 50) for o in ("trajectory", "local")] + [(20, "router", "local")]
     for steps, kind, objective in shipped:
         gates = load_gates(default_gates_path(steps, kind, objective), model, steps)
