@@ -30,6 +30,7 @@ from lazydit.runtime.tensorfile import write_tensors
 from .formats import FORMATS, ExportError, GraphJob, metadata_json, sha256
 from .gate import correctness_gate
 from .graphs import DecodeGraph, MethodTable, Pieces, StepGraph, cache_shape, example_inputs
+from .precision import precision
 from .progress import printer
 from .writers import write_formats
 
@@ -40,6 +41,16 @@ DECODE = "decode"
 @dataclass
 class ExportOptions:
     formats: tuple[str, ...] = opt(("executorch", "coreml", "onnx"), "formats to write")
+    precision: str = opt(
+        "fp32",
+        "weights and compute: fp32, fp16 or int8 (every format; see docs/precision.md)",
+        ("fp32", "fp16", "int8"),
+    )
+    weights_file: str = opt(
+        "auto",
+        "ExecuTorch weights in a data file beside the program (model.ptd): auto (when they pass 1.5 GB), always, never",
+        ("auto", "always", "never"),
+    )
     label: int = opt(0, "class of the golden sample")
     cfg_scale: float = opt(1.5, "guidance scale of the golden sample")
     seed: int = opt(0, "noise seed of the golden sample")
@@ -76,6 +87,7 @@ def build_manifest(
     slots["y"] = {"shape": [1], "dtype": "int64"}
     slots["cfg_scale"] = {"shape": [1], "dtype": "float32"}
     slots["image"] = {"shape": image_shape, "dtype": "uint8"}
+    cache_dtype = precision(options.precision).cache_dtype
     for name, spec in table.methods().items():
         methods[name] = {
             "inputs": [{"name": n, "source": s} for n, s in spec.inputs()],
@@ -83,7 +95,7 @@ def build_manifest(
         }
         for _, s in spec.inputs() + spec.outputs():
             if s.startswith("cache:"):
-                slots[s] = {"shape": cache_shape(model), "dtype": "float32"}
+                slots[s] = {"shape": cache_shape(model), "dtype": cache_dtype}
     methods[DECODE] = {"inputs": [{"name": "x", "source": "x"}], "outputs": [{"name": "image", "target": "image"}]}
     steps = []
     for k, (spec, method) in enumerate(zip(table.specs, table.step_methods)):
@@ -112,6 +124,7 @@ def build_manifest(
             **({} if vae is None else {"vae": _vae_entry(vae)}),
         },
         "sampler": {**schedule.to_dict(), **plan.sampler.to_dict()},
+        "precision": precision(options.precision).record(options.formats),
         "plan": add_macs(plan_json, macs),
         "slots": dict(sorted(slots.items(), key=lambda kv: (kv[0].startswith("cache:"), kv[0]))),
         "methods": methods,
@@ -137,10 +150,10 @@ def _vae_entry(vae: nn.Module) -> dict:
 
 
 def graph_modules(
-    model: DiT, plan: Plan, table: MethodTable, vae: nn.Module | None = None
+    model: DiT, plan: Plan, table: MethodTable, vae: nn.Module | None = None, cache_dtype: torch.dtype = torch.float32
 ) -> dict[str, torch.nn.Module]:
     pieces = Pieces(model, plan.sampler).eval()
-    graphs = {name: StepGraph(model, spec, pieces).eval() for name, spec in table.methods().items()}
+    graphs = {name: StepGraph(model, spec, pieces, cache_dtype).eval() for name, spec in table.methods().items()}
     graphs[DECODE] = (LatentDecoder(vae) if vae is not None else DecodeGraph(model.config.in_channels)).eval()
     return graphs
 
@@ -148,8 +161,9 @@ def graph_modules(
 def golden_vectors(
     model: DiT, plan: Plan, table: MethodTable, options: ExportOptions, graphs: dict[str, torch.nn.Module]
 ) -> dict[str, np.ndarray]:
-    """Run the unique graphs eagerly over the steps and record every input and output; the
-    sample after each step is checked against the reference executor's."""
+    """Run the unique graphs eagerly (fp32) over the steps and record every input and output;
+    the sample after each step is checked against the reference executor's. Cache tensors are
+    stored in the bundle's cache dtype (what a runtime's slots hold)."""
     arch = model.config
     noise = initial_noise(1, (arch.in_channels, arch.input_size, arch.input_size), options.seed)
     label = torch.tensor([options.label])
@@ -159,7 +173,8 @@ def golden_vectors(
     schedule = DDIMSchedule(plan.steps)
     state = {"x": noise, "y": label, "cfg_scale": torch.tensor([options.cfg_scale])}
     golden = {"init/x": noise.numpy(), "init/y": label.numpy(), "init/cfg_scale": np.float32([options.cfg_scale])}
-    cache_bytes = 4 * int(np.prod(cache_shape(model)))
+    cache_dtype = np.dtype(precision(options.precision).cache_dtype)
+    cache_bytes = cache_dtype.itemsize * int(np.prod(cache_shape(model)))
     io_bytes = sum(cache_bytes * (len(s.inputs()) + len(s.outputs())) for s in specs)
     full = io_bytes <= FULL_GOLDEN_LIMIT
     with torch.no_grad():
@@ -171,15 +186,30 @@ def golden_vectors(
             outs = graphs[step_methods[k]](*feed)
             for (name, src), value in zip(spec.inputs(), feed):
                 if full or not src.startswith("cache:"):
-                    golden[f"step/{k}/in/{name}"] = value.numpy()
+                    golden[f"step/{k}/in/{name}"] = _as_slot(value, src, cache_dtype)
             for (name, target), value in zip(spec.outputs(), outs):
                 if full or target == "x":
-                    golden[f"step/{k}/out/{name}"] = value.numpy()
+                    golden[f"step/{k}/out/{name}"] = _as_slot(value, target, cache_dtype)
                 state[target] = value
             if not torch.allclose(state["x"], reference[k], atol=1e-5, rtol=1e-4):
                 raise ExportError(f"step graph {step_methods[k]} disagrees with the reference executor at step {k}")
         golden["decode/out/image"] = graphs[DECODE](state["x"]).numpy()
     return golden
+
+
+SEPARATE_WEIGHTS_BYTES = 1536 << 20  # a .pte is one flatbuffer, which stops at 2 GB
+
+
+def _separate_weights(model: DiT, vae: nn.Module | None, options: ExportOptions) -> bool:
+    if options.weights_file != "auto":
+        return options.weights_file == "always"
+    modules = [model] + ([vae] if vae is not None else [])
+    return sum(p.numel() * p.element_size() for m in modules for p in m.parameters()) > SEPARATE_WEIGHTS_BYTES
+
+
+def _as_slot(value: torch.Tensor, slot_name: str, cache_dtype: np.dtype) -> np.ndarray:
+    array = value.numpy()
+    return array.astype(cache_dtype) if slot_name.startswith("cache:") else array
 
 
 def export_bundle(
@@ -196,6 +226,7 @@ def export_bundle(
         raise PlanError(
             f"plan was made for another model (weights {made_for}); make a plan for this model with `lazydit plan`"
         )
+    chosen = precision(options.precision)
     unknown = set(options.formats) - set(FORMATS)
     if unknown:
         raise ExportError(f"unknown formats {sorted(unknown)}; choose from {sorted(FORMATS)}")
@@ -218,10 +249,14 @@ def export_bundle(
             "version": __version__,
             "description": f"lazydit {model.config.name} DDIM-{plan.steps} {plan.policy} lazy {plan.lazy_ratio:.2f}",
             "plan": metadata_json(plan_json),
+            "precision": chosen.name,
+            "executorch_weights": "model.ptd" if _separate_weights(model, vae, options) else "model.pte",
         }
         manifest = build_manifest(model, plan, table, plan_json, options, vae)
         graphs = graph_modules(model, plan, table, vae)
         golden = golden_vectors(model, plan, table, options, graphs)
+        if chosen.cache_dtype != "float32":  # the formats' graphs read and write the caches in that dtype
+            graphs = graph_modules(model, plan, table, vae, chosen.cache_torch_dtype)
         write_tensors(tmp / "golden.lzt", golden)
         _write_png(tmp / "sample.png", golden["decode/out/image"][0])
         manifest["golden"] = {
@@ -230,6 +265,7 @@ def export_bundle(
             "label": options.label,
             "cfg_scale": options.cfg_scale,
             "seed": options.seed,
+            "floor_db": chosen.floor_db,
         }
         jobs = []
         for name, module in graphs.items():
@@ -237,7 +273,7 @@ def export_bundle(
             example = (
                 (torch.zeros(1, model.config.in_channels, model.config.input_size, model.config.input_size),)
                 if name == DECODE
-                else example_inputs(model, module.spec)
+                else example_inputs(model, module.spec, chosen.cache_torch_dtype)
             )
             jobs.append(
                 GraphJob(
@@ -246,6 +282,7 @@ def export_bundle(
                     example,
                     [i["name"] for i in spec_io["inputs"]],
                     [o["name"] for o in spec_io["outputs"]],
+                    [manifest["slots"][o["target"]]["dtype"] for o in spec_io["outputs"]],
                 )
             )
         options.timings["prepare_s"] = time.perf_counter() - t0

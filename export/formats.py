@@ -4,12 +4,15 @@ bundle and writes its artifact(s) into the bundle folder, storing shared weights
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -36,6 +39,7 @@ class GraphJob:
     example: tuple[torch.Tensor, ...]
     input_names: list[str]
     output_names: list[str]
+    output_dtypes: list[str] = field(default_factory=list)  # numpy names, as the manifest's slots
 
 
 @dataclass
@@ -44,6 +48,16 @@ class ExportJob:
     metadata: dict[str, str]  # stamped into every artifact that has a place for it
     progress: Callable[[str], None] = lambda msg: None
     programs: dict[str, torch.export.ExportedProgram] = field(default_factory=dict)
+
+    @property
+    def precision(self) -> str:
+        """The bundle's precision (``export/precision.py``), stamped into the metadata."""
+        return self.metadata.get("precision", "fp32")
+
+    @property
+    def separate_weights(self) -> bool:
+        """ExecuTorch: the delegates' weights in ``model.ptd`` beside the program."""
+        return self.metadata.get("executorch_weights") == "model.ptd"
 
     def program(self, g: GraphJob) -> torch.export.ExportedProgram:
         """The graph traced once by torch.export; every writer in this process starts from it
@@ -60,6 +74,7 @@ def _export_program(module: nn.Module, example: tuple[torch.Tensor, ...]) -> tor
 
 # --- ONNX -------------------------------------------------------------------------------------
 ONNX_INLINE_LIMIT = 1024  # bytes; smaller constants stay inline (onnxruntime's shape inference reads them)
+ONNX_PROTO_LIMIT = 1 << 30  # bytes; past it a graph is saved with external data (protobuf stops at 2 GB)
 
 
 @register_format("onnx")
@@ -84,20 +99,91 @@ def onnx_models(job: ExportJob, names: list[str]) -> dict:
                 optimize=False,
                 verbose=False,
             )
-            models[g.name] = _lean_onnx(program.model)
+            model = _lean_onnx(program.model)
+            if job.precision == "fp16":
+                model = _fp16_weights(model)
+            elif job.precision == "int8":
+                model = _int8_weights(model)
+            models[g.name] = model
     return models
 
 
-def save_onnx(models: dict, metadata: dict[str, str], out: Path) -> dict:
-    """Write ``onnx/<method>.onnx`` with every large initializer stored once in ``onnx/weights.bin``."""
+def _fp16_weights(model):
+    """Every large float initializer stored in fp16, widened by a Cast at the graph's start.
+    onnxruntime's CPU kernels compute in fp32: it folds those casts when it loads the graph,
+    so the file halves and the arithmetic is fp32 on fp16-rounded weights."""
     import onnx
-    from onnx import numpy_helper
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    casts = []
+    for tensor in graph.initializer:
+        if tensor.data_type != onnx.TensorProto.FLOAT:
+            continue
+        value = numpy_helper.to_array(tensor)
+        if value.nbytes < ONNX_INLINE_LIMIT:
+            continue
+        name = tensor.name
+        tensor.CopyFrom(numpy_helper.from_array(value.astype(np.float16), f"{name}__fp16"))
+        casts.append(helper.make_node("Cast", [f"{name}__fp16"], [name], to=onnx.TensorProto.FLOAT))
+    nodes = casts + list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return model
+
+
+@contextlib.contextmanager
+def _logging_level(level: int):
+    root = logging.getLogger()
+    before = root.level
+    root.setLevel(level)
+    try:
+        yield
+    finally:
+        root.setLevel(before)
+
+
+def _int8_weights(model):
+    """onnxruntime's dynamic quantization: per-channel int8 weights of every MatMul/Gemm (7-bit
+    range), activations quantized per call (DynamicQuantizeLinear + MatMulInteger)."""
+    import tempfile
+
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    del model.graph.value_info[:]  # the quantizer infers shapes afresh (stale entries make it fail)
+    with tempfile.TemporaryDirectory(prefix="lazydit-int8-") as tmp:
+        src, dst = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
+        large = model.ByteSize() > ONNX_PROTO_LIMIT
+        onnx.save_model(model, src, save_as_external_data=large)
+        # its advice to pre-process (shape inference, fusions) is logged once per graph at WARNING
+        with _logging_level(logging.ERROR):
+            quantize_dynamic(
+                src,
+                dst,
+                op_types_to_quantize=["MatMul", "Gemm"],
+                per_channel=True,
+                reduce_range=True,  # 7-bit weights: x86's u8 x s8 dot products saturate at 8 bits (12 dB without)
+                weight_type=QuantType.QInt8,
+                use_external_data_format=large,
+            )
+        return onnx.load_model(dst)
+
+
+def save_onnx(models: dict, metadata: dict[str, str], out: Path) -> dict:
+    """Write ``onnx/<method>.onnx`` with every large initializer stored once in ``onnx/weights.bin``,
+    and ``onnx/weights.json``, which names each method's initializers with their place in it (so
+    a runtime can hand every session the same tensors instead of letting each load its own)."""
+    import onnx
+    from onnx import helper, numpy_helper
 
     folder = out / "onnx"
     folder.mkdir()
     offsets: dict[str, tuple[int, int]] = {}
+    table: dict[str, list] = {}
     with open(folder / "weights.bin", "wb") as blob:
         for name, proto in models.items():
+            table[name] = []
             for tensor in proto.graph.initializer:
                 raw = numpy_helper.to_array(tensor).tobytes()
                 if len(raw) < ONNX_INLINE_LIMIT:
@@ -109,6 +195,8 @@ def save_onnx(models: dict, metadata: dict[str, str], out: Path) -> dict:
                     offsets[digest] = (blob.tell(), len(raw))
                     blob.write(raw)
                 offset, length = offsets[digest]
+                dtype = helper.tensor_dtype_to_np_dtype(tensor.data_type).name
+                table[name].append([tensor.name, offset, length, dtype, list(tensor.dims)])
                 tensor.ClearField("raw_data")
                 tensor.ClearField("float_data")
                 tensor.ClearField("int64_data")
@@ -129,6 +217,8 @@ def save_onnx(models: dict, metadata: dict[str, str], out: Path) -> dict:
         methods[name] = f"onnx/{name}.onnx"
         files.append(path)
     files.append(folder / "weights.bin")
+    (folder / "weights.json").write_text(json.dumps({"file": "weights.bin", "methods": table}, indent=1) + "\n")
+    files.append(folder / "weights.json")
     return {"methods": methods, "files": [_file_entry(out, p) for p in files]}
 
 
@@ -167,7 +257,7 @@ def write_executorch(job: ExportJob, out: Path) -> dict:
     # checks what matters (the lowered program's outputs), so the IR check is not repeated here.
     config = EdgeCompileConfig(_check_ir_validity=False)
     steps = [g for g in job.graphs if isinstance(g.module, StepGraph)]
-    lowered = _lower_pieces(steps, config, job.progress) if steps else None
+    lowered = _lower_pieces(steps, config, job) if steps else None
     programs = {}
     for g in job.graphs:
         job.progress(f"executorch method {g.name}")
@@ -175,41 +265,73 @@ def write_executorch(job: ExportJob, out: Path) -> dict:
         if isinstance(module, StepGraph):
             module = module.with_pieces(lowered)
         elif isinstance(module, LatentDecoder):
-            module = module.with_pixels(_lower_vae(module.pixels, g.example, config, job.progress))
+            module = module.with_pixels(_lower_vae(module.pixels, g.example, config, job))
         programs[g.name] = _export_program(module, g.example)
     program = to_edge(programs, compile_config=config).to_executorch()
     path = out / "model.pte"
     with open(path, "wb") as f:
         program.write_to_file(f)
-    return {"methods": {g.name: g.name for g in job.graphs}, "files": [_file_entry(out, path)]}
+    files = [path]
+    if job.separate_weights:
+        program.write_tensor_data_to_file(str(out))
+        files.append(out / f"{WEIGHTS_TAG}.ptd")
+        if not files[-1].is_file():
+            raise ExportError(f"ExecuTorch wrote no {files[-1].name} beside the program")
+    return {"methods": {g.name: g.name for g in job.graphs}, "files": [_file_entry(out, p) for p in files]}
 
 
-def _lower_vae(pixels: nn.Module, example: tuple[torch.Tensor, ...], config, progress) -> nn.Module:
-    """The VAE decoder's float part as one XNNPACK delegate (see ``export/vae.py``)."""
+WEIGHTS_TAG = "model"  # the data file's name: model.ptd
+
+
+def _weights_outside(program: torch.export.ExportedProgram, example, job: ExportJob) -> torch.export.ExportedProgram:
+    """With separate weights, every constant the delegates take is tagged for the data file."""
+    if not job.separate_weights:
+        return program
+    from executorch.exir.passes.external_constants_pass import delegate_external_constants_pass_unlifted
+
+    module = program.module()
+    delegate_external_constants_pass_unlifted(module=module, gen_tag_fn=lambda node: WEIGHTS_TAG)
+    with torch.no_grad():
+        return torch.export.export(module, example, strict=False)
+
+
+def _lower_vae(pixels: nn.Module, example: tuple[torch.Tensor, ...], config, job: ExportJob) -> nn.Module:
+    """The VAE decoder's float part as one XNNPACK delegate (see ``export/vae.py``); fp16
+    bundles decode in fp16, int8 ones in fp32 (its convolutions are not quantized)."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
-    progress("executorch lowering the VAE decoder to XNNPACK")
-    program = _export_program(pixels, example).run_decompositions(XNNPACK_DECOMPOSITIONS)
+    job.progress("executorch lowering the VAE decoder to XNNPACK")
+    if job.precision == "fp16":
+        pixels = HalfPrecision(pixels)
+    program = _weights_outside(_export_program(pixels, example), example, job)
+    program = program.run_decompositions(XNNPACK_DECOMPOSITIONS)
     edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()], compile_config=config)
     return _LoweredPiece.of(edge.exported_program(), "decode")
 
 
-def _lower_pieces(steps: list[GraphJob], config, progress) -> nn.Module:
+def _lower_pieces(steps: list[GraphJob], config, job: ExportJob) -> nn.Module:
     """Every piece the steps call, lowered to XNNPACK in one pass, in a container shaped like
-    ``Pieces`` so that ``StepGraph.with_pieces`` can call it."""
+    ``Pieces`` so that ``StepGraph.with_pieces`` can call it. int8: each piece's linear layers
+    are quantized first (XNNPACK's quantizer: per-channel int8 weights, int8 activations
+    quantized per call), so a piece stays one unit shared by every step that calls it."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
-    pieces = steps[0].module.pieces.for_xnnpack().eval()
+    pieces = steps[0].module.pieces.for_xnnpack(piece_dtype(job.precision)).eval()
     names = sorted({name for g in steps for name in g.module.used_pieces()})
     programs = {}
     for name in names:
-        progress(f"executorch export piece {name}")
-        programs[name.replace(".", "__")] = _export_program(pieces.get_submodule(name), pieces.example(name))
-    progress(f"executorch lowering {len(programs)} pieces to XNNPACK")
+        job.progress(f"executorch export piece {name}")
+        module, example = pieces.get_submodule(name), pieces.example(name)
+        program = _export_program(module, example)
+        if job.precision == "int8":
+            program = _quantized(program, example)
+        programs[name.replace(".", "__")] = _weights_outside(program, example, job)
+    job.progress(f"executorch lowering {len(programs)} pieces to XNNPACK")
     edge = to_edge_transform_and_lower(programs, partitioner=[XnnpackPartitioner()], compile_config=config)
     lowered = nn.Module()
+    lowered.dtype = pieces.dtype
     lowered.compute, lowered.skip = nn.ModuleDict(), nn.ModuleDict()
     for name in names:
         module = _LoweredPiece.of(edge.exported_program(name.replace(".", "__")), name)
@@ -221,22 +343,77 @@ def _lower_pieces(steps: list[GraphJob], config, progress) -> nn.Module:
     return lowered
 
 
+def piece_dtype(precision: str) -> torch.dtype:
+    return torch.float16 if precision == "fp16" else torch.float32
+
+
+class HalfPrecision(nn.Module):
+    """A float module run in fp16 between fp32 inputs and outputs."""
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = copy.deepcopy(module).half()
+
+    def forward(self, *args: torch.Tensor) -> torch.Tensor:
+        return self.module(*(a.half() for a in args)).float()
+
+
+def _quantized(
+    program: torch.export.ExportedProgram, example: tuple[torch.Tensor, ...]
+) -> torch.export.ExportedProgram:
+    """The program with XNNPACK's dynamic int8 quantization: per-channel symmetric int8 weights,
+    activations quantized per call from their observed range (no calibration set needed)."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=True))
+    module = prepare_pt2e(program.module(), quantizer)
+    module(*example)
+    with torch.no_grad():
+        return torch.export.export(convert_pt2e(module), example, strict=False)
+
+
+# A lowered piece's own little program: each step is a delegate call or a cast, its operands
+# the piece's inputs (int), its constants (str) or an earlier step's results ((step, index)).
+Source = int | str | tuple[int, int]
+
+
 class _LoweredPiece(nn.Module):
-    """A piece's single XNNPACK delegate, called with the piece's own argument and result order.
-    Tensors the delegate takes as inputs although they are the piece's constants (XNNPACK keeps
-    some operands, e.g. an added buffer, as inputs) are held here and passed along."""
+    """A piece's XNNPACK delegates (one, or a few when quantization splits the piece) called with
+    the piece's own argument and result order. Tensors a delegate takes as inputs although they
+    are the piece's constants (XNNPACK keeps some operands, e.g. an added buffer, as inputs) are
+    held here and passed along; dtype casts between delegates run as they are."""
 
     def __init__(
-        self, delegate: nn.Module, sources: list[int | str], constants: dict[str, torch.Tensor], out_order: list[int]
+        self,
+        delegates: list[nn.Module],
+        calls: list[tuple[str, object, list[Source]]],
+        constants: dict[str, torch.Tensor],
+        outputs: list[Source],
     ):
         super().__init__()
-        self.delegate, self.sources, self.out_order = delegate, sources, out_order
+        self.delegates = nn.ModuleList(delegates)
+        self.calls, self.outputs = calls, outputs
         for name, value in constants.items():
             self.register_buffer(name, value)
 
+    def _value(self, source: Source, args, results) -> torch.Tensor:
+        if isinstance(source, int):
+            return args[source]
+        if isinstance(source, str):
+            return getattr(self, source)
+        step, index = source
+        return results[step][index]
+
     def forward(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        results = self.delegate(*(args[s] if isinstance(s, int) else getattr(self, s) for s in self.sources))
-        return tuple(results[j] for j in self.out_order)
+        results: list[tuple[torch.Tensor, ...]] = []
+        for kind, what, sources in self.calls:
+            operands = [self._value(s, args, results) for s in sources]
+            results.append(self.delegates[what](*operands) if kind == "delegate" else (operands[0].to(what),))
+        return tuple(self._value(s, args, results) for s in self.outputs)
 
     @classmethod
     def of(cls, program: torch.export.ExportedProgram, name: str) -> _LoweredPiece:
@@ -265,36 +442,49 @@ class _LoweredPiece(nn.Module):
             and n.args[0].name in owned
             and n.kwargs.get("dtype") is not None
         }
-        calls = [
-            n for n in graph.nodes if n.op == "call_function" and n.target is not operator.getitem and n not in folded
-        ]
-        if len(calls) != 1 or calls[0].target is not executorch_call_delegate:
-            left = sorted(
-                {
-                    getattr(n.target, "__name__", str(n.target))
-                    for n in calls
-                    if n.target is not executorch_call_delegate
-                }
-            )
-            raise RuntimeError(f"piece {name} did not lower to one XNNPACK delegate (left outside: {left})")
-        call = calls[0]
-        sources, constants = [], {}
-        for arg in call.args[1:]:
+        refs: dict = {}  # graph node -> Source
+        constants: dict[str, torch.Tensor] = {}
+        delegates, calls = [], []
+
+        def source(arg) -> Source:
+            if arg in refs:
+                return refs[arg]
             if arg.name in signature.user_inputs:
-                sources.append(signature.user_inputs.index(arg.name))
+                return signature.user_inputs.index(arg.name)
+            if arg in folded or arg.name in owned:
+                key = f"const{len(constants)}"
+                constants[key] = (folded[arg] if arg in folded else constant(arg)).detach().clone()
+                refs[arg] = key
+                return key
+            raise RuntimeError(f"piece {name}: operand {arg.name} is neither an input, a constant nor a result")
+
+        left = []
+        for n in graph.nodes:
+            if n.op != "call_function" or n in folded:
                 continue
-            value = folded[arg] if arg in folded else constant(arg)
-            sources.append(f"const{len(constants)}")
-            constants[sources[-1]] = value.detach().clone()
+            if n.target is operator.getitem and n.args[0] in refs and isinstance(refs[n.args[0]], tuple):
+                refs[n] = (refs[n.args[0]][0], n.args[1])
+            elif n.target is executorch_call_delegate:
+                delegate = getattr(program.graph_module, n.args[0].target)
+                delegate._original_exported_program = _ShapeStandIn.program(n)
+                calls.append(("delegate", len(delegates), [source(a) for a in n.args[1:]]))
+                delegates.append(delegate)
+                refs[n] = (len(calls) - 1, -1)
+            elif "_to_dim_order_copy" in str(n.target) and n.kwargs.get("dtype") is not None:
+                calls.append(("cast", n.kwargs["dtype"], [source(n.args[0])]))
+                refs[n] = (len(calls) - 1, 0)
+            else:
+                left.append(getattr(n.target, "__name__", str(n.target)))
+        if left or not delegates:
+            raise RuntimeError(f"piece {name} did not lower to XNNPACK delegates (left outside: {sorted(set(left))})")
         output = next(n for n in graph.nodes if n.op == "output")
-        out_order = []
+        outputs = []
         for result in output.args[0]:
-            if result.op != "call_function" or result.target is not operator.getitem or result.args[0] is not call:
-                raise RuntimeError(f"piece {name}: an output does not come from its delegate")
-            out_order.append(result.args[1])
-        delegate = getattr(program.graph_module, call.args[0].target)
-        delegate._original_exported_program = _ShapeStandIn.program(call)
-        return cls(delegate, sources, constants, out_order)
+            ref = refs.get(result)
+            if ref is None or (isinstance(ref, tuple) and ref[1] == -1):
+                raise RuntimeError(f"piece {name}: an output does not come from its delegates")
+            outputs.append(ref)
+        return cls(delegates, calls, constants, outputs)
 
 
 class _ShapeStandIn(nn.Module):
@@ -356,14 +546,19 @@ def _convert_coreml(job: ExportJob, tmp: Path, path: Path) -> None:
         mlmodel = ct.convert(
             program,
             minimum_deployment_target=ct.target.iOS18,
-            compute_precision=ct.precision.FLOAT16,
+            compute_precision=ct.precision.FLOAT32 if job.precision == "fp32" else ct.precision.FLOAT16,
             inputs=[
-                ct.TensorType(name=n, shape=tuple(t.shape), dtype=_ct_dtype(t))
+                ct.TensorType(name=n, shape=tuple(t.shape), dtype=_ct_dtype(t.dtype))
                 for n, t in zip(g.input_names, g.example)
             ],
-            outputs=[ct.TensorType(name=n) for n in g.output_names],
+            outputs=[
+                ct.TensorType(name=n, **({"dtype": np.float16} if d == "float16" else {}))
+                for n, d in zip(g.output_names, g.output_dtypes or [None] * len(g.output_names))
+            ],
             skip_model_load=True,
         )
+        if job.precision == "int8":
+            mlmodel = _coreml_int8(mlmodel)
         part = tmp / f"{g.name}.mlpackage"
         mlmodel.save(str(part))
         desc.add_function(str(part), src_function_name="main", target_function_name=g.name)
@@ -421,10 +616,18 @@ def _strip_aliases(program: torch.export.ExportedProgram) -> torch.export.Export
     return program
 
 
-def _ct_dtype(t: torch.Tensor):
-    import numpy as np
+def _ct_dtype(dtype: torch.dtype):
+    if dtype in (torch.int64, torch.int32):
+        return np.int32
+    return np.float16 if dtype == torch.float16 else np.float32
 
-    return np.int32 if t.dtype in (torch.int64, torch.int32) else np.float32
+
+def _coreml_int8(mlmodel):
+    """coremltools' weight quantization: per-channel symmetric int8 weights (fp16 compute)."""
+    from coremltools.optimize.coreml import OpLinearQuantizerConfig, OptimizationConfig, linear_quantize_weights
+
+    config = OptimizationConfig(global_config=OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8"))
+    return linear_quantize_weights(mlmodel, config)
 
 
 def _file_entry(root: Path, path: Path) -> dict:

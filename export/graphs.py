@@ -162,6 +162,23 @@ def _rows(linear: nn.Linear, index: int, count: int, offset: float = 0.0) -> nn.
     return part
 
 
+def _silu(x: torch.Tensor) -> torch.Tensor:
+    """SiLU as x * sigmoid(x): XNNPACK runs it in fp16 too (the fp16 silu op is decomposed
+    through fp32 casts that stay outside the delegate)."""
+    return nn.functional.silu(x) if x.dtype == torch.float32 else x * torch.sigmoid(x)
+
+
+def _gelu_tanh(x: torch.Tensor) -> torch.Tensor:
+    """GELU, tanh approximation, from XNNPACK's fp16 operators (it has no fp16 gelu node)."""
+    if x.dtype == torch.float32:
+        return nn.functional.gelu(x, approximate="tanh")
+    return 0.5 * x * (1.0 + torch.tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)))
+
+
+def _mlp(mlp: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return mlp.fc2(_gelu_tanh(mlp.fc1(x)))
+
+
 def _vector(linear: nn.Linear, c: torch.Tensor) -> torch.Tensor:
     """A modulation vector as [batch, 1, hidden] (a reshape: XNNPACK unsqueezes only the last dim)."""
     v = linear(c)
@@ -174,6 +191,7 @@ class _Piece(nn.Module):
     operators only (one delegate per piece, equal up to float rounding)."""
 
     xnnpack = False
+    dtype = torch.float32  # the piece's compute dtype (its tensors between pieces)
 
     def use_xnnpack(self) -> None:
         self.xnnpack = True
@@ -198,10 +216,13 @@ class EmbedPiece(_Piece):
     def forward(self, x: torch.Tensor, t: torch.Tensor, y_emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if not self.xnnpack:
             return self.x_embedder(torch.cat([x, x])) + self.pos, self.t_embedder(t.expand(2)) + y_emb
+        x, t = x.to(self.dtype), t.to(self.dtype)
         tok = self.x_embedder.proj(x)
         tok = tok.reshape(1, tok.shape[1], -1).permute(0, 2, 1) + self.pos
         args = t.reshape(1, 1) * self.freqs
-        return tok * self.pair, self.t_embedder.mlp(torch.cat([torch.cos(args), torch.sin(args)], dim=1)) + y_emb
+        freq = torch.cat([torch.cos(args), torch.sin(args)], dim=1)
+        mlp = self.t_embedder.mlp
+        return tok * self.pair, mlp[2](_silu(mlp[0](freq))) + y_emb
 
 
 class BranchPiece(_Piece):
@@ -225,12 +246,12 @@ class BranchPiece(_Piece):
             mods = block.modulation(c)
             out = block.branch(m, block.branch_input(m, tokens, mods)) if self.computed else value[0]
             return (tokens + block.gate(m, mods).unsqueeze(1) * out, *((out,) if self.computed else ()))
-        c = nn.functional.silu(c)
+        c = _silu(c)
         if not self.computed:
             return (tokens + _vector(self.gate, c) * value[0],)
         norm = block.norm1 if m == "attn" else block.norm2
         h = _layer_norm(tokens, norm.eps) * _vector(self.scale, c) + _vector(self.shift, c)
-        out = self._attention(h) if m == "attn" else block.mlp(h)
+        out = self._attention(h) if m == "attn" else _mlp(block.mlp, h)
         return tokens + _vector(self.gate, c) * out, out
 
     def _attention(self, x: torch.Tensor) -> torch.Tensor:
@@ -267,12 +288,12 @@ class FinishPiece(_Piece):
         if not self.xnnpack:
             out = unpatchify(self.final(tokens, c), cfg.patch_size, cfg.out_channels)
         else:
-            c = nn.functional.silu(c)
+            c = _silu(c)
             out = self.final.linear(_layer_norm(tokens) * _vector(self.scale, c) + _vector(self.shift, c))
             p, side, ch = cfg.patch_size, cfg.input_size // cfg.patch_size, cfg.out_channels
             # [2, (h w), (p q c)] -> [2, (h p), (w q), c] -> [2, c, (h p), (w q)], in 4-D permutes
             out = out.reshape(2 * side, side, p, p * ch).permute(0, 2, 1, 3).reshape(2, side * p, side * p, ch)
-            out = out.permute(0, 3, 1, 2)
+            out = out.permute(0, 3, 1, 2).to(torch.float32)  # guidance and the update in fp32
         eps = out[:, : cfg.in_channels] if cfg.out_channels != cfg.in_channels else out
         return (self.sampler.update(x, self.sampler.guide(eps[:1], eps[1:], cfg_scale), alpha, alpha_prev),)
 
@@ -293,18 +314,29 @@ class Pieces(nn.Module):
                 self.skip[piece_key(b, m)] = BranchPiece(block, m, computed=False)
         self.finish = FinishPiece(model, sampler)
 
-    def for_xnnpack(self) -> Pieces:
-        """A copy written with XNNPACK's operators only (same weights, same results up to rounding)."""
+    dtype = torch.float32
+
+    def for_xnnpack(self, dtype: torch.dtype = torch.float32) -> Pieces:
+        """A copy written with XNNPACK's operators only (same weights, same results up to
+        rounding), computing in ``dtype`` (fp16: weights and activations in half precision;
+        the sample ``x`` and the DDIM update stay fp32)."""
         pieces = copy.deepcopy(self)
+        pieces.dtype = dtype
         for module in pieces.modules():
             if isinstance(module, _Piece):
                 module.use_xnnpack()
+                module.to(dtype)
+                module.dtype = dtype
         return pieces
 
     def example(self, name: str) -> tuple[torch.Tensor, ...]:
         """Example inputs of the piece called ``name`` (``embed``, ``compute.<key>`` ...)."""
-        c = self.config
-        tokens, cond, one = torch.zeros(2, c.num_tokens, c.hidden_size), torch.zeros(2, c.hidden_size), torch.ones(1)
+        c, dt = self.config, self.dtype
+        tokens, cond, one = (
+            torch.zeros(2, c.num_tokens, c.hidden_size, dtype=dt),
+            torch.zeros(2, c.hidden_size, dtype=dt),
+            torch.ones(1),
+        )
         x = torch.zeros(1, c.in_channels, c.input_size, c.input_size)
         return {
             "embed": (x, one, cond),
@@ -324,12 +356,13 @@ class StepGraph(nn.Module):
     The graph is a chain of pieces (``Pieces``) glued by the plan: a computed branch calls its
     compute piece, a skipped one feeds the cached value (or its forecast) to its skip piece."""
 
-    def __init__(self, model: DiT, spec: StepSpec, pieces: nn.Module):
+    def __init__(self, model: DiT, spec: StepSpec, pieces: nn.Module, cache_dtype: torch.dtype = torch.float32):
         super().__init__()
         self.labels = model.y_embedder.embedding_table
         self.null_class = model.config.num_classes
         self.pieces = pieces
         self.spec = spec
+        self.cache_dtype = cache_dtype
         self.input_names = [n for n, _ in spec.inputs()]
         self.output_names = [n for n, _ in spec.outputs()]
 
@@ -350,7 +383,8 @@ class StepGraph(nn.Module):
         feed = dict(zip(self.input_names, args))
         x, y = feed["x"], feed["y"]
         pieces = self.pieces
-        y_emb = self.labels(torch.cat([y, torch.full_like(y, self.null_class)]))
+        dt, cache_dt = pieces.dtype, self.cache_dtype  # casts between equal dtypes trace to nothing
+        y_emb = self.labels(torch.cat([y, torch.full_like(y, self.null_class)])).to(dt)
         tokens, c = pieces.embed(x, feed["t"], y_emb)
         written: dict[str, torch.Tensor] = {}
         for b, row in enumerate(self.spec.cells):
@@ -359,13 +393,14 @@ class StepGraph(nn.Module):
                 if cell.action == COMPUTE:
                     tokens, out = pieces.compute[piece_key(b, m)](tokens, c)
                     if cell.write_last:
-                        written[io_name(slot(b, m), True)] = out
+                        written[io_name(slot(b, m), True)] = out.to(cache_dt)
                     if cell.write_slope:
-                        written[io_name(slot(b, m, True), True)] = (out - feed[last_name]) * cell.inv_span
+                        slope = (out - feed[last_name].to(dt)) * cell.inv_span
+                        written[io_name(slot(b, m, True), True)] = slope.to(cache_dt)
                     continue
-                value = feed[last_name]
+                value = feed[last_name].to(dt)
                 if cell.action == FORECAST:
-                    value = value + cell.coef * feed[io_name(slot(b, m, True))]
+                    value = value + cell.coef * feed[io_name(slot(b, m, True))].to(dt)
                 tokens = pieces.skip[piece_key(b, m)](tokens, c, value)[0]
         x_next = pieces.finish(tokens, c, x, feed["cfg_scale"], feed["alpha"], feed["alpha_prev"])[0]
         return (x_next, *(written[n] for n in self.output_names[1:]))
@@ -388,7 +423,7 @@ class DecodeGraph(nn.Module):
         return img.to(torch.uint8)
 
 
-def example_inputs(model: DiT, spec: StepSpec) -> tuple[torch.Tensor, ...]:
+def example_inputs(model: DiT, spec: StepSpec, cache_dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, ...]:
     c = model.config
     shapes = {
         "x": torch.zeros(1, c.in_channels, c.input_size, c.input_size),
@@ -398,7 +433,8 @@ def example_inputs(model: DiT, spec: StepSpec) -> tuple[torch.Tensor, ...]:
     }
     # one tensor per input: torch.export treats a tensor passed twice as one aliased input
     return tuple(
-        shapes[name] if name in shapes else torch.zeros(2, c.num_tokens, c.hidden_size) for name, _ in spec.inputs()
+        shapes[name] if name in shapes else torch.zeros(2, c.num_tokens, c.hidden_size, dtype=cache_dtype)
+        for name, _ in spec.inputs()
     )
 
 

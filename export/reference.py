@@ -34,7 +34,8 @@ def eager_graphs(manifest: dict) -> dict[str, torch.nn.Module]:
     if weights_hash(model) != manifest["model"]["weights_hash"]:
         raise BundleError(f"the torch backend needs the bundle's model; {source} has other weights")
     plan = Plan.from_dict(manifest["plan"])
-    return graph_modules(model, plan, MethodTable.of(plan), vae)
+    cache_dtype = getattr(torch, manifest.get("precision", {}).get("cache_dtype", "float32"))
+    return graph_modules(model, plan, MethodTable.of(plan), vae, cache_dtype)
 
 
 @register_backend("torch")

@@ -13,6 +13,7 @@ import numpy as np
 from lazydit.registry import Registry
 
 from .bundle import Bundle, BundleError
+from .xnnpack import weights_cache
 
 BACKENDS: Registry[Callable[..., Backend]] = Registry("backend", BundleError)
 
@@ -77,16 +78,21 @@ class OnnxRuntimeBackend(Backend):
         import onnxruntime as ort
 
         art = bundle.artifact(self.fmt)
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
-            opts.inter_op_num_threads = 1
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # every method is its own session with its own thread pool; pools that spin after a run
-        # steal the cores from the session that runs next (a 14-method bundle ran 2x slower)
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # the sessions read these buffers for as long as they live: held here
+        self.shared = shared = SharedWeights.of(bundle, art)
+        self.weights_cache = "on" if shared else "off: the bundle has no onnx/weights.json"
         self.sessions = {}
         for method, rel in art["methods"].items():
+            opts = ort.SessionOptions()
+            if threads:
+                opts.intra_op_num_threads = threads
+                opts.inter_op_num_threads = 1
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            # every method is its own session with its own thread pool; pools that spin after a run
+            # steal the cores from the session that runs next (a 14-method bundle ran 2x slower)
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            if shared:
+                shared.add_to(opts, method)
             try:
                 self.sessions[method] = ort.InferenceSession(
                     str(bundle.root / rel), opts, providers=["CPUExecutionProvider"]
@@ -104,6 +110,38 @@ class OnnxRuntimeBackend(Backend):
 
     def run(self, method: str, inputs: list[np.ndarray]) -> list[np.ndarray]:
         return self.sessions[method].run(None, dict(zip(self._inputs[method], inputs)))
+
+
+class SharedWeights:
+    """A bundle's ONNX weights read once and handed to every session as the same tensors
+    (``SessionOptions.add_initializer``); prepacking is off, since each session would otherwise
+    repack its own copy of every matrix. Tensors whose bytes, dtype and shape agree are one."""
+
+    def __init__(self, blob: np.ndarray, table: dict[str, list]):
+        self.blob, self.table = blob, table
+        self.values: dict[tuple, object] = {}
+
+    @classmethod
+    def of(cls, bundle: Bundle, art: dict) -> SharedWeights | None:
+        import json
+
+        entry = next((f for f in art["files"] if f["path"].endswith("weights.json")), None)
+        if entry is None:
+            return None
+        index = json.loads((bundle.root / entry["path"]).read_text())
+        blob = np.fromfile(bundle.root / entry["path"].rsplit("/", 1)[0] / index["file"], dtype=np.uint8)
+        return cls(blob, index["methods"])
+
+    def add_to(self, opts, method: str) -> None:
+        import onnxruntime as ort
+
+        opts.add_session_config_entry("session.disable_prepacking", "1")
+        for name, offset, length, dtype, shape in self.table.get(method, []):
+            key = (offset, dtype, tuple(shape))
+            if key not in self.values:
+                array = self.blob[offset : offset + length].view(dtype).reshape(shape)
+                self.values[key] = ort.OrtValue.ortvalue_from_numpy(array)
+            opts.add_initializer(name, self.values[key])
 
 
 def executorch_bindings() -> ModuleType:
@@ -142,8 +180,20 @@ class ExecuTorchBackend(Backend):
             torch.set_num_threads(threads)
         art = bundle.artifact(self.fmt)
         path = bundle.root / next(f["path"] for f in art["files"] if f["path"].endswith(".pte"))
+        data = [bundle.root / f["path"] for f in art["files"] if f["path"].endswith(".ptd")]
+        for file in data:  # the bindings crash, not raise, on a missing data file
+            if not file.is_file():
+                raise BundleError(f"{file.name}, the weights of {path.name}, is missing; re-export the bundle")
+        # every method calls the same lowered pieces: their packed weights are held once
+        fp16 = bundle.manifest.get("precision", {}).get("name") == "fp16"
+        self.weights_cache = weights_cache(bindings, not fp16) + (
+            ": fp16 weights (see runtime/xnnpack.py)" if fp16 else ""
+        )
         try:
-            self.module = bindings._load_for_executorch(str(path))
+            if data:
+                self.module = bindings._load_for_executorch(str(path), data_path=str(data[0]))
+            else:
+                self.module = bindings._load_for_executorch(str(path))
             names = set(self.module.method_names())
         except Exception as err:  # the bindings raise RuntimeError/ValueError for bad programs
             raise BundleError(f"ExecuTorch cannot load {path.name}: {err} (truncated or corrupt? re-export)") from err

@@ -13,6 +13,7 @@ import numpy as np
 from .backends import Backend, create_backend
 from .bundle import Bundle, BundleError
 from .loop import run_bundle
+from .memory import peak_memory
 
 
 def trimmed_mean(values: list[float]) -> float:
@@ -85,6 +86,9 @@ class BenchConfig:
     threads: int | None = field(default=None, metadata={"help": "intra-op threads (default: the backend's)"})
     warmup: int = field(default=2, metadata={"help": "untimed runs first"})
     runs: int = field(default=10, metadata={"help": "timed runs (of each bundle)"})
+    memory: bool = field(
+        default=True, metadata={"help": "measure each bundle's peak resident memory (one more run, in a child process)"}
+    )
 
 
 def bench(
@@ -121,12 +125,23 @@ def bench(
     records = [timed[0].record("lazy" if baseline else "bundle", warmup, device)]
     report: dict = {"threads": threads, "benchmarks": records}
     if baseline:
-        base = timed[1].record("baseline", warmup, device)
-        records.append(base)
+        records.append(timed[1].record("baseline", warmup, device))
+    if config.memory and config.backend != "torch":  # the eager reference is not a runtime
+        for record, t in zip(records, timed):
+            record["memory"] = peak_memory(str(t.bundle.root), config.backend, threads)
+    for record, t in zip(records, timed):
+        record["weights_cache"] = getattr(t.backend, "weights_cache", None)
+    if baseline:
+        base = records[1]
         lazy = records[0]
         measured = base["median_latency(ms)"] / lazy["median_latency(ms)"]
         ideal = base["macs_per_image"] / lazy["macs_per_image"]
         report["comparison"] = {
+            **(
+                {"peak_memory_ratio": lazy["memory"]["bundle_rss_mb"] / base["memory"]["bundle_rss_mb"]}
+                if "memory" in lazy
+                else {}
+            ),
             "measured_speedup": measured,
             "measured_speedup_trimmean": base["trimmean_inference_latency(ms)"]
             / lazy["trimmean_inference_latency(ms)"],

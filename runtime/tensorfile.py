@@ -6,7 +6,7 @@ Little-endian throughout::
     count   u32      number of tensors
     then per tensor:
       name_len u32, name (UTF-8, name_len bytes)
-      dtype    u8    0 = float32, 1 = int64, 2 = uint8, 3 = int32
+      dtype    u8    0 = float32, 1 = int64, 2 = uint8, 3 = int32, 4 = float16
       ndim     u32,  dims u64 x ndim
       nbytes   u64,  data (row-major, nbytes bytes)
 
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 MAGIC = b"LZT1"
-DTYPES = {0: np.dtype("<f4"), 1: np.dtype("<i8"), 2: np.dtype("u1"), 3: np.dtype("<i4")}
+DTYPES = {0: np.dtype("<f4"), 1: np.dtype("<i8"), 2: np.dtype("u1"), 3: np.dtype("<i4"), 4: np.dtype("<f2")}
 
 
 class TensorFileError(ValueError):
@@ -46,7 +46,7 @@ def _code(dtype: np.dtype, name: str) -> int:
     for code, known in DTYPES.items():
         if np.dtype(dtype).kind == known.kind and np.dtype(dtype).itemsize == known.itemsize:
             return code
-    raise TensorFileError(f"tensor {name!r}: dtype {dtype} is not storable (float32, int64, int32, uint8)")
+    raise TensorFileError(f"tensor {name!r}: dtype {dtype} is not storable (float32, float16, int64, int32, uint8)")
 
 
 def read_tensors(path: str | Path) -> dict[str, np.ndarray]:

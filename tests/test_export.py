@@ -277,7 +277,13 @@ def test_bench_json_has_the_minibench_fields_and_a_comparison(tiny_bundle, tiny_
         ):
             assert field in record
         assert len(record["per_step_latency(ms)"]) == len(TINY_PLAN_CELLS) and record["runs"] == 3
+        memory = record["memory"]  # measured in a child process per bundle
+        assert 0 < memory["bundle_rss_mb"] < memory["peak_rss_mb"] and memory["libraries_rss_mb"] > 0
+        assert record["weights_cache"] == "on"  # every session reads one copy of the weights
     comp = report["comparison"]
+    assert comp["peak_memory_ratio"] == pytest.approx(
+        report["benchmarks"][0]["memory"]["bundle_rss_mb"] / report["benchmarks"][1]["memory"]["bundle_rss_mb"]
+    )
     assert comp["ideal_speedup_macs"] > 1  # the lazy plan skips work
     assert comp["efficiency"] == pytest.approx(comp["measured_speedup"] / comp["ideal_speedup_macs"])
     assert (tmp_path / "b.png").stat().st_size > 0
@@ -405,10 +411,11 @@ def test_coreml_package_matches_the_manifest_and_is_stamped(coreml_bundle, tiny_
     meta = spec.description.metadata
     assert meta.author == "lazydit" and meta.license == "MIT" and meta.versionString
     assert json.loads(meta.userDefined["plan"])["cells"] == m["plan"]["cells"]
-    # fp16 weights, stored once across the functions
+    # an fp32 bundle's weights (the default precision), stored once across the functions
+    assert m["precision"]["formats"]["coreml"] == "fp32 weights and compute"
     weights = sum(p.stat().st_size for p in (coreml_bundle / "model.mlpackage").rglob("weight.bin"))
-    fp16_bytes = sum(p.numel() * 2 for p in tiny_model.state_dict().values())
-    assert weights < 1.5 * fp16_bytes + 64 * 256, (weights, fp16_bytes)
+    fp32_bytes = sum(p.numel() * 4 for p in tiny_model.state_dict().values())
+    assert weights < 1.5 * fp32_bytes + 64 * 256, (weights, fp32_bytes)
 
 
 @pytest.mark.skipif(__import__("sys").platform != "darwin", reason="Core ML prediction needs macOS")

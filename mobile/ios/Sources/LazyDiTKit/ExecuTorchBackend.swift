@@ -24,6 +24,10 @@ public final class ExecuTorchBackend: Backend {
         guard FileManager.default.fileExists(atPath: path) else {
             throw BackendError("\(path) not found; copy the whole bundle folder")
         }
+        if let data = artifacts.firstFile(containing: ".ptd") {
+            throw BackendError("this bundle keeps its ExecuTorch weights in \(data.path) beside the program, which "
+                + "this backend does not load yet; export it with --weights-file never (weights under 2 GB)")
+        }
         let module = Module(filePath: path, loadMode: .mmap)
         do {
             try module.load()
@@ -69,6 +73,7 @@ public final class ExecuTorchBackend: Backend {
         case .int64: dataType = .long
         case .int32: dataType = .int
         case .uint8: dataType = .byte
+        case .float16: dataType = .half
         }
         return AnyTensor(data: t.data, shape: t.shape, dataType: dataType)
     }
@@ -80,9 +85,10 @@ public final class ExecuTorchBackend: Backend {
         case .long: dtype = .int64
         case .int: dtype = .int32
         case .byte: dtype = .uint8
+        case .half: dtype = .float16
         default:
             throw BackendError("method '\(method)' returned a tensor of ExecuTorch type \(t.dataType.rawValue); "
-                + "bundles use float32, int64, int32 and uint8 only")
+                + "bundles use float32, float16, int64, int32 and uint8 only")
         }
         var bytes = Data()
         t.bytes { pointer, count, _ in

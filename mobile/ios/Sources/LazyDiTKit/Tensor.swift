@@ -68,8 +68,19 @@ public struct Tensor: Equatable, CustomStringConvertible, Sendable {
             case .int64: return Double(raw.loadUnaligned(fromByteOffset: at, as: Int64.self))
             case .int32: return Double(raw.loadUnaligned(fromByteOffset: at, as: Int32.self))
             case .uint8: return Double(raw[at])
+            case .float16: return Tensor.halfToDouble(raw.loadUnaligned(fromByteOffset: at, as: UInt16.self))
             }
         }
+    }
+
+    /// IEEE 754 binary16 bits widened (Float16 itself is missing on x86-64 macOS).
+    static func halfToDouble(_ bits: UInt16) -> Double {
+        let sign: Double = bits & 0x8000 != 0 ? -1 : 1
+        let exponent = Int((bits >> 10) & 0x1f)
+        let mantissa = Double(bits & 0x3ff)
+        if exponent == 0x1f { return mantissa == 0 ? sign * .infinity : .nan }
+        if exponent == 0 { return sign * mantissa * 0x1p-24 }
+        return sign * (1 + mantissa / 1024) * Double(sign: .plus, exponent: exponent - 15, significand: 1)
     }
 
     /// Same dtype, same shape, same bytes.

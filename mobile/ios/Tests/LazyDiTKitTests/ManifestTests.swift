@@ -109,7 +109,7 @@ final class ManifestTests: XCTestCase {
     func testUnknownSlotDtypeIsRejected() {
         var json = FixtureBundle.manifestJSON()
         var slots = json["slots"] as! [String: Any]
-        slots["x"] = ["shape": [1], "dtype": "float16"]
+        slots["x"] = ["shape": [1], "dtype": "bfloat16"]
         json["slots"] = slots
         XCTAssertTrue(rejection(json).contains("manifest.slots.x.dtype"))
     }

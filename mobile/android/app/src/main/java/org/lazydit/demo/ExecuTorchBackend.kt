@@ -35,6 +35,12 @@ class ExecuTorchBackend(private val numThreads: Int = 0) : Backend {
         if (!Files.isRegularFile(path)) {
             throw IOException("$path not found; push the whole bundle folder to the phone")
         }
+        artifacts.firstFileContaining(".ptd")?.let {
+            throw IOException(
+                "this bundle keeps its ExecuTorch weights in ${it.path()} beside the program, which the Android " +
+                    "Module.load API cannot load; export it with --weights-file never (weights under 2 GB)"
+            )
+        }
         val loaded = Module.load(path.toString(), Module.LOAD_MODE_MMAP, numThreads)
         val used = manifest.steps().map { it.method() }.toSortedSet() + manifest.decode()
         try {
@@ -76,6 +82,7 @@ class ExecuTorchBackend(private val numThreads: Int = 0) : Backend {
                 DType.INT64 -> EtTensor.fromBlob(bytes.asLongBuffer(), shape)
                 DType.INT32 -> EtTensor.fromBlob(bytes.asIntBuffer(), shape)
                 DType.UINT8 -> EtTensor.fromBlobUnsigned(bytes, shape)
+                DType.FLOAT16 -> EtTensor.fromBlob(bytes.asShortBuffer(), shape) // half bits: ExecuTorch's HALF
             }
         }
 
@@ -86,8 +93,9 @@ class ExecuTorchBackend(private val numThreads: Int = 0) : Backend {
                 EtDType.INT64 -> Tensor.ofLongs(t.dataAsLongArray, *shape)
                 EtDType.INT32 -> Tensor.ofInts(t.dataAsIntArray, *shape)
                 EtDType.UINT8 -> Tensor.ofUnsignedBytes(t.dataAsUnsignedByteArray, *shape)
+                EtDType.HALF -> Tensor.ofHalfBits(t.dataAsShortArray, *shape)
                 else -> throw BackendException(
-                    "method '$method' returned a ${t.dtype()} tensor; bundles use float32, int64, int32 and uint8 only"
+                    "method '$method' returned a ${t.dtype()} tensor; bundles use float32, float16, int64, int32 and uint8 only"
                 )
             }
         }

@@ -5,7 +5,9 @@ public enum DType {
     FLOAT32(0, "float32", 4),
     INT64(1, "int64", 8),
     UINT8(2, "uint8", 1),
-    INT32(3, "int32", 4);
+    INT32(3, "int32", 4),
+    /** IEEE half precision: an fp16 bundle's cache slots, passed between methods as they are. */
+    FLOAT16(4, "float16", 2);
 
     private final int code;
     private final String label;
@@ -37,7 +39,7 @@ public enum DType {
             }
         }
         throw new IllegalArgumentException(
-                "unknown dtype code " + code + " (known: 0 float32, 1 int64, 2 uint8, 3 int32)");
+                "unknown dtype code " + code + " (known: 0 float32, 1 int64, 2 uint8, 3 int32, 4 float16)");
     }
 
     public static DType fromLabel(String label) {
@@ -46,7 +48,7 @@ public enum DType {
                 return d;
             }
         }
-        throw new IllegalArgumentException("unknown dtype '" + label + "' (known: float32, int64, uint8, int32)");
+        throw new IllegalArgumentException("unknown dtype '" + label + "' (known: float32, int64, uint8, int32, float16)");
     }
 
     @Override

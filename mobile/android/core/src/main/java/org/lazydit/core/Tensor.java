@@ -57,6 +57,13 @@ public final class Tensor {
         return t;
     }
 
+    /** float16 values given as their IEEE binary16 bits (how ExecuTorch's Java API returns HALF). */
+    public static Tensor ofHalfBits(short[] bits, long... shape) {
+        Tensor t = allocate(DType.FLOAT16, checkCount(bits.length, shape));
+        t.data.asShortBuffer().put(bits);
+        return t;
+    }
+
     /** uint8 values, stored as Java's signed bytes (0..255 read back with {@code & 0xff}). */
     public static Tensor ofUnsignedBytes(byte[] values, long... shape) {
         Tensor t = allocate(DType.UINT8, checkCount(values.length, shape));
@@ -130,9 +137,27 @@ public final class Tensor {
                 return data.getInt(at);
             case UINT8:
                 return data.get(at) & 0xff;
+            case FLOAT16:
+                return halfToFloat(data.getShort(at));
             default:
                 throw new AssertionError(dtype);
         }
+    }
+
+    /** IEEE 754 binary16 bits to float (subnormals, infinities and NaN included). */
+    static float halfToFloat(short bits) {
+        int h = bits & 0xffff;
+        int sign = (h >>> 15) << 31;
+        int exponent = (h >>> 10) & 0x1f;
+        int mantissa = h & 0x3ff;
+        if (exponent == 0x1f) {
+            return Float.intBitsToFloat(sign | 0x7f800000 | (mantissa << 13));
+        }
+        if (exponent == 0) {
+            float magnitude = mantissa * 0x1p-24f;
+            return sign == 0 ? magnitude : -magnitude;
+        }
+        return Float.intBitsToFloat(sign | ((exponent + 112) << 23) | (mantissa << 13));
     }
 
     /** Same dtype, same shape, same bytes. */

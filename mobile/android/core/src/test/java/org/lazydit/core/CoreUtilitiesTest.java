@@ -18,6 +18,23 @@ import org.junit.Test;
 import org.junit.rules.TemporaryFolder;
 
 public class CoreUtilitiesTest {
+    @Test
+    public void float16TensorsWidenTheirBitsExactly() {
+        short[] bits = {0x3c00, (short) 0xc000, 0x7bff, 0x0001, 0x7c00, (short) 0x8000};
+        Tensor t = Tensor.ofHalfBits(bits, 2, 3);
+        assertEquals("float16[2, 3]", t.describe());
+        assertEquals(1.0, t.getDouble(0), 0.0);
+        assertEquals(-2.0, t.getDouble(1), 0.0);
+        assertEquals(65504.0, t.getDouble(2), 0.0);
+        assertEquals(Math.pow(2, -24), t.getDouble(3), 0.0);
+        assertEquals(Double.POSITIVE_INFINITY, t.getDouble(4), 0.0);
+        assertEquals(-0.0, t.getDouble(5), 0.0);
+        assertEquals(DType.FLOAT16, DType.fromCode(4));
+        assertEquals(DType.FLOAT16, DType.fromLabel("float16"));
+        // negative control: the same bits read as another dtype are another tensor
+        assertNotEquals(t.getDouble(0), Tensor.ofHalfBits(new short[] {0x3c01}, 1).getDouble(0), 0.0);
+    }
+
     @Rule public TemporaryFolder tmp = new TemporaryFolder();
 
     @Test

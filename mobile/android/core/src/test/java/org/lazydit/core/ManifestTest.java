@@ -111,8 +111,8 @@ public class ManifestTest {
     @Test
     public void unknownSlotDtypeIsRejected() {
         JsonObject m = FixtureBundle.manifestJson();
-        m.getAsJsonObject("slots").getAsJsonObject("x").addProperty("dtype", "float16");
-        assertTrue(rejection(m).contains("manifest.slots.x.dtype: unknown dtype 'float16'"));
+        m.getAsJsonObject("slots").getAsJsonObject("x").addProperty("dtype", "bfloat16");
+        assertTrue(rejection(m).contains("manifest.slots.x.dtype: unknown dtype 'bfloat16'"));
     }
 
     @Test

@@ -1,0 +1,80 @@
+"""XNNPACK's run-time options for the ExecuTorch bindings: its weights cache.
+
+Every method of a bundle calls the same lowered pieces, and by default each method's delegate
+packs its own copy of the piece's weights when the method loads: resident memory grows with
+the number of methods (the default model's lazy bundle: 18 methods). XNNPACK's weights cache
+packs each weight once per process and every delegate reads that copy. The cache is compiled
+into the wheel's backend but off by default, and the Python bindings do not expose ExecuTorch's
+backend-option call (``executorch::runtime::set_option``, public C++ API, in the wheel's shared
+``libexecutorch.so``), so it is called here through ctypes, before any program is loaded.
+The phone apps and a native runner call the same C++ function directly.
+
+The struct layout below is ``executorch/runtime/backend/options.h`` of ExecuTorch 1.5
+(``BackendOption {char key[64]; std::variant<bool, int, std::array<char, 256>> value;}``);
+its size is checked, and any mismatch leaves the cache off instead of guessing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from pathlib import Path
+from types import ModuleType
+
+BACKEND = b"XnnpackBackend"
+_SET_OPTION = "_ZN10executorch7runtime10set_optionEPKcNS0_4SpanINS0_13BackendOptionEEE"
+
+
+class _BackendOption(ctypes.Structure):
+    # key[64], the variant's 256-byte storage, its index (0 bool, 1 int, 2 string), padding
+    _fields_ = [
+        ("key", ctypes.c_char * 64),
+        ("value", ctypes.c_ubyte * 256),
+        ("index", ctypes.c_ubyte),
+        ("_pad", ctypes.c_ubyte * 3),
+    ]
+
+
+_set_option: list = []  # the resolved C function, once
+
+
+def _library(bindings: ModuleType) -> ctypes.CDLL | None:
+    """The already-loaded ``libexecutorch.so`` the bindings link against (never a second copy)."""
+    here = Path(bindings.__file__).resolve().parent
+    for candidate in (here.parent.parent / "lib" / "libexecutorch.so", here / "libexecutorch.so"):
+        if candidate.is_file():
+            try:
+                return ctypes.CDLL(str(candidate), mode=os.RTLD_NOLOAD | os.RTLD_GLOBAL)
+            except OSError:
+                return None
+    return None
+
+
+def _resolve(bindings: ModuleType):
+    if not _set_option:
+        lib = _library(bindings)
+        function = getattr(lib, _SET_OPTION, None) if lib is not None else None
+        if function is not None and ctypes.sizeof(_BackendOption) == 324:
+            function.restype = ctypes.c_uint32
+            function.argtypes = [ctypes.c_char_p, ctypes.POINTER(_BackendOption), ctypes.c_size_t]
+        _set_option.append(function if ctypes.sizeof(_BackendOption) == 324 else None)
+    return _set_option[0]
+
+
+def weights_cache(bindings: ModuleType, enabled: bool) -> str:
+    """Switch XNNPACK's weights cache for the programs loaded next; returns 'on' or why it is off.
+
+    fp16 programs load with it off: XNNPACK converts their weights when it packs them, and the
+    cache, which finds a weight by the address of its unpacked data, then keys entries on
+    temporary buffers (the backend warns that they "were not registered with names"); a later
+    load can reuse such an address and read another weight's packed data (it crashed here)."""
+    set_option = _resolve(bindings)
+    if set_option is None:
+        return "off: this ExecuTorch build exports no usable set_option"
+    option = _BackendOption()
+    option.key = b"weight_cache_enabled"
+    option.index, option.value[0] = 0, int(enabled)
+    error = set_option(BACKEND, ctypes.byref(option), 1)
+    if error != 0:
+        return f"off: set_option returned error {error:#x}"
+    return "on" if enabled else "off"
