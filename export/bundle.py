@@ -204,7 +204,8 @@ def _separate_weights(model: DiT, vae: nn.Module | None, options: ExportOptions)
     if options.weights_file != "auto":
         return options.weights_file == "always"
     modules = [model] + ([vae] if vae is not None else [])
-    return sum(p.numel() * p.element_size() for m in modules for p in m.parameters()) > SEPARATE_WEIGHTS_BYTES
+    per_weight = {"fp32": 4, "fp16": 2, "int8": 1}[options.precision]  # bytes as the program stores them
+    return sum(p.numel() for m in modules for p in m.parameters()) * per_weight > SEPARATE_WEIGHTS_BYTES
 
 
 def _as_slot(value: torch.Tensor, slot_name: str, cache_dtype: np.dtype) -> np.ndarray:
