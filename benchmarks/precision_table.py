@@ -85,7 +85,7 @@ def to_markdown(report: dict) -> str:
     lines = [
         head,
         "",
-        "| bundle | backend | PSNR dB | FD cnn | FD mlp | accuracy | size MB | median ms | p90 ms | peak MB |",
+        "| bundle | backend | PSNR dB | FD cnn | FD mlp | accuracy | size MB | median ms | p90 ms | peak MB (bundle) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key, r in report["rows"].items():
@@ -93,8 +93,16 @@ def to_markdown(report: dict) -> str:
         lines.append(
             f"| {name} | {backend} | {r['psnr_db']:.1f} | {r.get('fd_cnn', float('nan')):.3f} | "
             f"{r.get('fd_mlp', float('nan')):.3f} | {r.get('class_accuracy', float('nan')):.3f} | "
-            f"{r['bundle_mb']:.2f} | {r['median_ms']:.1f} | {r['p90_ms']:.1f} | {r['peak_rss_mb']:.0f} |"
+            f"{r['bundle_mb']:.2f} | {r['median_ms']:.1f} | {r['p90_ms']:.1f} | "
+            f"{r['peak_rss_mb']:.0f} ({r['bundle_rss_mb']:.0f}) |"
         )
+    lines += [
+        "",
+        (
+            "peak MB: the process's peak resident set running one image; in brackets the part above the "
+            "backend's libraries (weights, buffers, the run)."
+        ),
+    ]
     if report.get("compounding"):
         lines += [
             "",
