@@ -29,7 +29,7 @@ demo: $(STAMP)
 # The layer contracts and the formatter first: pytest's summary stays the last line printed.
 test: $(STAMP)
 	$(BIN)/lint-imports
-	$(BIN)/ruff format --check --quiet lazydit export runtime device tests
+	$(BIN)/ruff format --check --quiet lazydit export runtime device tests benchmarks
 	$(BIN)/pytest -q
 
 test-slow: $(STAMP)
