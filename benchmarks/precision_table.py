@@ -77,44 +77,51 @@ def compounding(rows: dict, backend: str, precision: str) -> dict | None:
     return {"measured_db": both, "independent_prediction_db": predicted, "excess_db": predicted - both}
 
 
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
 def to_markdown(report: dict) -> str:
+    nan = float("nan")
     head = (
         f"Default model, DDIM-{report['steps']}, {report['samples']} samples (seed {report['seed']}), "
         f"{report['threads']} threads. PSNR against eager fp32 no-skip DDIM-{report['steps']} from the same noise."
     )
-    lines = [
-        head,
-        "",
-        "| bundle | backend | PSNR dB | FD cnn | FD mlp | accuracy | size MB | median ms | p90 ms | peak MB (bundle) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for key, r in report["rows"].items():
-        name, backend = key.split("/")
-        lines.append(
-            f"| {name} | {backend} | {r['psnr_db']:.1f} | {r.get('fd_cnn', float('nan')):.3f} | "
-            f"{r.get('fd_mlp', float('nan')):.3f} | {r.get('class_accuracy', float('nan')):.3f} | "
-            f"{r['bundle_mb']:.2f} | {r['median_ms']:.1f} | {r['p90_ms']:.1f} | "
-            f"{r['peak_rss_mb']:.0f} ({r['bundle_rss_mb']:.0f}) |"
-        )
-    lines += [
-        "",
-        (
-            "peak MB: the process's peak resident set running one image; in brackets the part above the "
-            "backend's libraries (weights, buffers, the run)."
-        ),
-    ]
-    if report.get("compounding"):
-        lines += [
-            "",
-            "| lazy + precision | backend | measured PSNR | if errors were independent | excess |",
-            "|---|---|---|---|---|",
+    note = (
+        "peak MB: the process's peak resident set running one image; in brackets the part above the "
+        "backend's libraries (weights, buffers, the run)."
+    )
+    lines = [head, ""]
+    header = ["bundle", "backend", "PSNR dB", "FD cnn", "FD mlp", "accuracy", "size MB", "median ms", "p90 ms"]
+    rows = [
+        [
+            *key.split("/"),
+            f"{r['psnr_db']:.1f}",
+            f"{r.get('fd_cnn', nan):.3f}",
+            f"{r.get('fd_mlp', nan):.3f}",
+            f"{r.get('class_accuracy', nan):.3f}",
+            f"{r['bundle_mb']:.2f}",
+            f"{r['median_ms']:.1f}",
+            f"{r['p90_ms']:.1f}",
+            f"{r['peak_rss_mb']:.0f} ({r['bundle_rss_mb']:.0f})",
         ]
-        for key, c in report["compounding"].items():
-            precision, backend = key.split("/")
-            lines.append(
-                f"| lazy {precision} | {backend} | {c['measured_db']:.1f} dB | "
-                f"{c['independent_prediction_db']:.1f} dB | {c['excess_db']:+.1f} dB |"
-            )
+        for key, r in report["rows"].items()
+    ]
+    lines += _table([*header, "peak MB (bundle)"], rows)
+    lines += ["", note]
+    if report.get("compounding"):
+        header = ["lazy + precision", "backend", "measured PSNR", "if errors were independent", "excess"]
+        rows = [
+            [
+                f"lazy {key.split('/')[0]}",
+                key.split("/")[1],
+                f"{c['measured_db']:.1f} dB",
+                f"{c['independent_prediction_db']:.1f} dB",
+                f"{c['excess_db']:+.1f} dB",
+            ]
+            for key, c in report["compounding"].items()
+        ]
+        lines += ["", *_table(header, rows)]
     return "\n".join(lines) + "\n"
 
 

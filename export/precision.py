@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .formats import ExportError
+
 
 @dataclass(frozen=True)
 class Precision:
@@ -72,8 +74,6 @@ PRECISIONS = {
 
 
 def precision(name: str) -> Precision:
-    from .formats import ExportError
-
     if name not in PRECISIONS:
         raise ExportError(f"unknown precision {name!r}; choose from {', '.join(PRECISIONS)}")
     return PRECISIONS[name]

@@ -67,7 +67,7 @@ def _measure(root: str, backend: str, threads: int | None) -> dict:
 def peak_memory(root: str, backend: str, threads: int | None = None) -> dict:
     """Run ``root`` once in a child process and return its memory figures (MiB)."""
     args = [sys.executable, "-m", __name__, str(root), backend, str(threads or 0)]
-    done = subprocess.run(args, capture_output=True, text=True)
+    done = subprocess.run(args, check=False, capture_output=True, text=True)
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
         tail = (done.stderr.strip().splitlines() or ["no output"])[-1]

@@ -6,8 +6,8 @@ the number of methods (the default model's lazy bundle: 18 methods). XNNPACK's w
 packs each weight once per process and every delegate reads that copy. The cache is compiled
 into the wheel's backend but off by default, and the Python bindings do not expose ExecuTorch's
 backend-option call (``executorch::runtime::set_option``, public C++ API, in the wheel's shared
-``libexecutorch.so``), so it is called here through ctypes, before any program is loaded.
-The phone apps and a native runner call the same C++ function directly.
+``libexecutorch.so``), so it is called here through ctypes, before a program loads. A native
+runner or an app would call the same C++ function directly.
 
 The struct layout below is ``executorch/runtime/backend/options.h`` of ExecuTorch 1.5
 (``BackendOption {char key[64]; std::variant<bool, int, std::array<char, 256>> value;}``);
@@ -51,13 +51,14 @@ def _library(bindings: ModuleType) -> ctypes.CDLL | None:
 
 
 def _resolve(bindings: ModuleType):
+    """``set_option`` with its C signature, or None when the library or the layout is not the known one."""
     if not _set_option:
-        lib = _library(bindings)
+        lib = _library(bindings) if ctypes.sizeof(_BackendOption) == 324 else None
         function = getattr(lib, _SET_OPTION, None) if lib is not None else None
-        if function is not None and ctypes.sizeof(_BackendOption) == 324:
+        if function is not None:
             function.restype = ctypes.c_uint32
             function.argtypes = [ctypes.c_char_p, ctypes.POINTER(_BackendOption), ctypes.c_size_t]
-        _set_option.append(function if ctypes.sizeof(_BackendOption) == 324 else None)
+        _set_option.append(function)
     return _set_option[0]
 
 

@@ -58,7 +58,7 @@ def test_reduced_weights_are_smaller_and_stamped(reduced_bundle, tiny_bundle):
 
 
 def test_the_gate_refuses_a_reduced_bundle_held_to_the_fp32_floor(reduced_bundle, tmp_path):
-    name, root = reduced_bundle
+    _, root = reduced_bundle
     b = tmp_path / "b"
     shutil.copytree(root, b)
     m = json.loads((b / "manifest.json").read_text())
