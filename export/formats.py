@@ -332,7 +332,7 @@ def _lower_pieces(steps: list[GraphJob], config, job: ExportJob) -> nn.Module:
     edge = to_edge_transform_and_lower(programs, partitioner=[XnnpackPartitioner()], compile_config=config)
     lowered = nn.Module()
     lowered.dtype = pieces.dtype
-    lowered.compute, lowered.skip = nn.ModuleDict(), nn.ModuleDict()
+    lowered.compute, lowered.runs = nn.ModuleDict(), nn.ModuleDict()
     for name in names:
         module = _LoweredPiece.of(edge.exported_program(name.replace(".", "__")), name)
         kind, _, key = name.partition(".")

@@ -3,8 +3,10 @@
 Each step becomes an ``nn.Module`` that runs the DiT for the class and the null class, combines
 them with classifier-free guidance and takes the DDIM update; the per-step scalars (t, alpha,
 alpha_prev) are inputs, so steps whose structure is the same share one graph. A step is a chain
-of pieces (``Pieces``: embed, a computed or a skipped branch per block and module, finish) glued
-by the plan, so that a backend can compile each piece once for every step that uses it.
+of pieces (``Pieces``: embed, which also forms every branch's adaLN gate in one matrix product;
+a computed branch; a run of consecutive skipped branches, which is weightless; finish) glued by
+the plan, so that a backend can compile each piece once for every step that uses it, and a
+skipped branch costs only its multiply-add.
 
 Cache liveness, per (block, module): a graph reads ``cache:<b>.<m>`` only for a module it
 reuses or forecasts, and reads ``cache:<b>.<m>.slope`` only to forecast. A computing step writes
@@ -186,9 +188,9 @@ def _vector(linear: nn.Linear, c: torch.Tensor) -> torch.Tensor:
 
 
 class _Piece(nn.Module):
-    """A piece runs the model's own operations, so that its results are exactly the eager
-    sampler's; ``use_xnnpack`` switches it to the same computation written with XNNPACK's
-    operators only (one delegate per piece, equal up to float rounding)."""
+    """A piece runs the model's own operations, so that its results are the eager sampler's up
+    to float rounding; ``use_xnnpack`` switches it to the same computation written with
+    XNNPACK's operators only (one delegate per piece)."""
 
     xnnpack = False
     dtype = torch.float32  # the piece's compute dtype (its tensors between pieces)
@@ -197,13 +199,34 @@ class _Piece(nn.Module):
         self.xnnpack = True
 
 
+def _gate_rows(model: DiT) -> nn.Linear:
+    """Every block's two adaLN gates as one Linear: output ``2 * block + module`` of ``cells``,
+    so that one matrix product per step gives every gate, and a skipped branch costs no weights."""
+    size, parts = model.config.hidden_size, []
+    for block in model.blocks:
+        ada = block.adaLN_modulation[1]
+        parts += [_rows(ada, 3 * MODULES.index(m) + 2, 6) for m in MODULES]
+    gates = nn.Linear(size, size * len(parts))
+    with torch.no_grad():
+        gates.weight.copy_(torch.cat([p.weight for p in parts]))
+        gates.bias.copy_(torch.cat([p.bias for p in parts]))
+    return gates
+
+
+def cell_index(block: int, module: str) -> int:
+    return 2 * block + MODULES.index(module)
+
+
 class EmbedPiece(_Piece):
-    """(x, t, label embeddings) -> (tokens, c) for the class and the null class."""
+    """(x, t, label embeddings) -> (tokens, silu(c), gates) for the class and the null class;
+    ``gates`` is [2, cells, hidden], the adaLN gate of every block's branches (``cell_index``).
+    The conditioning ``c`` only ever enters the model through SiLU, so SiLU is taken once here."""
 
     def __init__(self, model: DiT):
         super().__init__()
         self.x_embedder, self.t_embedder, self.pos = model.x_embedder, model.t_embedder, model.pos_embed
         self.freq_shift = model.config.timestep_freq_shift
+        self.gates = _gate_rows(model)
 
     def use_xnnpack(self) -> None:
         super().use_xnnpack()
@@ -213,46 +236,43 @@ class EmbedPiece(_Piece):
         self.register_buffer("freqs", timestep_frequencies(dim, self.freq_shift).reshape(1, -1))
         self.register_buffer("pair", torch.ones(2, 1, 1))
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, y_emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y_emb: torch.Tensor) -> tuple[torch.Tensor, ...]:
         if not self.xnnpack:
-            return self.x_embedder(torch.cat([x, x])) + self.pos, self.t_embedder(t.expand(2)) + y_emb
-        x, t = x.to(self.dtype), t.to(self.dtype)
-        tok = self.x_embedder.proj(x)
-        tok = tok.reshape(1, tok.shape[1], -1).permute(0, 2, 1) + self.pos
-        args = t.reshape(1, 1) * self.freqs
-        freq = torch.cat([torch.cos(args), torch.sin(args)], dim=1)
-        mlp = self.t_embedder.mlp
-        return tok * self.pair, mlp[2](_silu(mlp[0](freq))) + y_emb
+            tokens = self.x_embedder(torch.cat([x, x])) + self.pos
+            s = nn.functional.silu(self.t_embedder(t.expand(2)) + y_emb)
+        else:
+            x, t = x.to(self.dtype), t.to(self.dtype)
+            tok = self.x_embedder.proj(x)
+            tokens = tok.reshape(1, tok.shape[1], -1).permute(0, 2, 1) + self.pos
+            args = t.reshape(1, 1) * self.freqs
+            freq = torch.cat([torch.cos(args), torch.sin(args)], dim=1)
+            mlp = self.t_embedder.mlp
+            s = _silu(mlp[2](_silu(mlp[0](freq))) + y_emb)
+            tokens = tokens * self.pair
+        gates = self.gates(s)
+        return tokens, s, gates.reshape(gates.shape[0], -1, s.shape[1])
 
 
 class BranchPiece(_Piece):
-    """One branch of one block. Computed: (tokens, c) -> (tokens + gate * out, out). Skipped:
-    (tokens, c, value) -> tokens + gate * value, the value being the cached or forecast output."""
+    """One computed branch of one block: (tokens, silu(c), gates) -> (tokens + gate * out, out)."""
 
-    def __init__(self, block: DiTBlock, module: str, computed: bool):
+    def __init__(self, block: DiTBlock, module: str, index: int):
         super().__init__()
-        self.block, self.module, self.computed = block, module, computed
+        self.block, self.module, self.index = block, module, index
+        ada, first = block.adaLN_modulation[1], 3 * MODULES.index(module)
+        self.shift, self.scale = _rows(ada, first, 6), _rows(ada, first + 1, 6, 1.0)
 
-    def use_xnnpack(self) -> None:
-        super().use_xnnpack()
-        ada, first = self.block.adaLN_modulation[1], 3 * MODULES.index(self.module)
-        self.gate = _rows(ada, first + 2, 6)  # the same bytes in both kinds: stored once
-        if self.computed:
-            self.shift, self.scale = _rows(ada, first, 6), _rows(ada, first + 1, 6, 1.0)
-
-    def forward(self, tokens: torch.Tensor, c: torch.Tensor, *value: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(self, tokens: torch.Tensor, s: torch.Tensor, gates: torch.Tensor) -> tuple[torch.Tensor, ...]:
         block, m = self.block, self.module
-        if not self.xnnpack:
-            mods = block.modulation(c)
-            out = block.branch(m, block.branch_input(m, tokens, mods)) if self.computed else value[0]
-            return (tokens + block.gate(m, mods).unsqueeze(1) * out, *((out,) if self.computed else ()))
-        c = _silu(c)
-        if not self.computed:
-            return (tokens + _vector(self.gate, c) * value[0],)
         norm = block.norm1 if m == "attn" else block.norm2
-        h = _layer_norm(tokens, norm.eps) * _vector(self.scale, c) + _vector(self.shift, c)
-        out = self._attention(h) if m == "attn" else _mlp(block.mlp, h)
-        return tokens + _vector(self.gate, c) * out, out
+        gate = gates[:, self.index : self.index + 1]
+        if not self.xnnpack:
+            h = norm(tokens) * self.scale(s).unsqueeze(1) + self.shift(s).unsqueeze(1)
+            out = block.branch(m, h)
+        else:
+            h = _layer_norm(tokens, norm.eps) * _vector(self.scale, s) + _vector(self.shift, s)
+            out = self._attention(h) if m == "attn" else _mlp(block.mlp, h)
+        return tokens + gate * out, out
 
     def _attention(self, x: torch.Tensor) -> torch.Tensor:
         """Self-attention with 3-D batched matmuls over (batch x heads)."""
@@ -271,25 +291,56 @@ class BranchPiece(_Piece):
         return a.proj(out)
 
 
+# A skipped cell in a run: (cell index, forecast coefficient or None for a plain reuse)
+RunCell = tuple[int, float | None]
+
+
+class SkipRun(_Piece):
+    """Consecutive skipped branches of one step as one weightless piece:
+    (tokens, gates, *values) -> tokens + sum of gate * value, where a reused branch's value is its
+    cached output and a forecast one's ``last + coef * slope`` (two inputs, coefficient fixed)."""
+
+    def __init__(self, cells: tuple[RunCell, ...]):
+        super().__init__()
+        self.cells = cells
+
+    @property
+    def arity(self) -> int:
+        return sum(1 if coef is None else 2 for _, coef in self.cells)
+
+    def forward(self, tokens: torch.Tensor, gates: torch.Tensor, *values: torch.Tensor) -> tuple[torch.Tensor]:
+        i = 0
+        for index, coef in self.cells:
+            value = values[i]
+            if coef is not None:
+                value = value + coef * values[i + 1]
+            i += 1 if coef is None else 2
+            tokens = tokens + gates[:, index : index + 1] * value
+        return (tokens,)
+
+    @staticmethod
+    def key(cells: tuple[RunCell, ...]) -> str:
+        """A module name for the run: first cell, then r (reuse) or f<coef> per cell."""
+        codes = ["r" if coef is None else "f" + f"{coef:g}".replace(".", "p").replace("-", "m") for _, coef in cells]
+        return f"{cells[0][0]}_" + "_".join(codes)
+
+
 class FinishPiece(_Piece):
-    """(tokens, c, x, cfg_scale, alpha, alpha_prev) -> x_next: final layer, guidance, DDIM update."""
+    """(tokens, silu(c), x, cfg_scale, alpha, alpha_prev) -> x_next: final layer, guidance, DDIM update."""
 
     def __init__(self, model: DiT, sampler: SamplerSettings):
         super().__init__()
         self.final, self.config, self.sampler = model.final_layer, model.config, sampler
-
-    def use_xnnpack(self) -> None:
-        super().use_xnnpack()
         ada = self.final.adaLN_modulation[1]
         self.shift, self.scale = _rows(ada, 0, 2), _rows(ada, 1, 2, 1.0)
 
-    def forward(self, tokens, c, x, cfg_scale, alpha, alpha_prev) -> tuple[torch.Tensor]:
+    def forward(self, tokens, s, x, cfg_scale, alpha, alpha_prev) -> tuple[torch.Tensor]:
         cfg = self.config
         if not self.xnnpack:
-            out = unpatchify(self.final(tokens, c), cfg.patch_size, cfg.out_channels)
+            h = self.final.norm_final(tokens) * self.scale(s).unsqueeze(1) + self.shift(s).unsqueeze(1)
+            out = unpatchify(self.final.linear(h), cfg.patch_size, cfg.out_channels)
         else:
-            c = _silu(c)
-            out = self.final.linear(_layer_norm(tokens) * _vector(self.scale, c) + _vector(self.shift, c))
+            out = self.final.linear(_layer_norm(tokens) * _vector(self.scale, s) + _vector(self.shift, s))
             p, side, ch = cfg.patch_size, cfg.input_size // cfg.patch_size, cfg.out_channels
             # [2, (h w), (p q c)] -> [2, (h p), (w q), c] -> [2, c, (h p), (w q)], in 4-D permutes
             out = out.reshape(2 * side, side, p, p * ch).permute(0, 2, 1, 3).reshape(2, side * p, side * p, ch)
@@ -301,20 +352,28 @@ class FinishPiece(_Piece):
 class Pieces(nn.Module):
     """The building blocks every step graph is made of, each with tensor-only inputs and outputs:
     the ExecuTorch writer lowers each piece once and every step method calls the lowered pieces,
-    so a piece shared by many steps is converted and stored once."""
+    so a piece shared by many steps is converted and stored once. Every weight lives in exactly
+    one piece: the gates in ``embed``, a branch's shift, scale and layers in its compute piece;
+    the runs of skipped branches (``runs``, added by the step graphs that need them) hold none."""
 
     def __init__(self, model: DiT, sampler: SamplerSettings):
         super().__init__()
         self.config = model.config
         self.embed = EmbedPiece(model)
-        self.compute, self.skip = nn.ModuleDict(), nn.ModuleDict()
+        self.compute, self.runs = nn.ModuleDict(), nn.ModuleDict()
         for b, block in enumerate(model.blocks):
             for m in MODULES:
-                self.compute[piece_key(b, m)] = BranchPiece(block, m, computed=True)
-                self.skip[piece_key(b, m)] = BranchPiece(block, m, computed=False)
+                self.compute[piece_key(b, m)] = BranchPiece(block, m, cell_index(b, m))
         self.finish = FinishPiece(model, sampler)
 
     dtype = torch.float32
+
+    def run(self, cells: tuple[RunCell, ...]) -> str:
+        """The name of the run piece for these skipped cells, made on first use."""
+        key = SkipRun.key(cells)
+        if key not in self.runs:
+            self.runs[key] = SkipRun(cells)
+        return key
 
     def for_xnnpack(self, dtype: torch.dtype = torch.float32) -> Pieces:
         """A copy written with XNNPACK's operators only (same weights, same results up to
@@ -330,20 +389,25 @@ class Pieces(nn.Module):
         return pieces
 
     def example(self, name: str) -> tuple[torch.Tensor, ...]:
-        """Example inputs of the piece called ``name`` (``embed``, ``compute.<key>`` ...)."""
+        """Example inputs of the piece called ``name`` (``embed``, ``compute.<key>``, ``runs.<key>`` ...)."""
         c, dt = self.config, self.dtype
         tokens, cond, one = (
             torch.zeros(2, c.num_tokens, c.hidden_size, dtype=dt),
             torch.zeros(2, c.hidden_size, dtype=dt),
             torch.ones(1),
         )
+        gates = torch.zeros(2, 2 * c.depth, c.hidden_size, dtype=dt)
         x = torch.zeros(1, c.in_channels, c.input_size, c.input_size)
+        kind, _, key = name.partition(".")
+        if kind == "runs":
+            # one tensor per input: torch.export treats a tensor passed twice as one aliased input
+            values = tuple(tokens.clone() for _ in range(self.runs[key].arity))
+            return (tokens, gates, *values)
         return {
             "embed": (x, one, cond),
-            "compute": (tokens, cond),
-            "skip": (tokens, cond, tokens.clone()),
+            "compute": (tokens, cond, gates),
             "finish": (tokens, cond, x.clone(), one, one * 0.5, one * 0.5),
-        }[name.split(".")[0]]
+        }[kind]
 
 
 def piece_key(block: int, module: str) -> str:
@@ -354,7 +418,8 @@ class StepGraph(nn.Module):
     """One denoising step with guidance and the DDIM update; inputs/outputs follow ``spec``.
 
     The graph is a chain of pieces (``Pieces``) glued by the plan: a computed branch calls its
-    compute piece, a skipped one feeds the cached value (or its forecast) to its skip piece."""
+    compute piece, and each run of consecutive skipped branches one run piece that adds their
+    cached (or forecast) outputs times their gates."""
 
     def __init__(self, model: DiT, spec: StepSpec, pieces: nn.Module, cache_dtype: torch.dtype = torch.float32):
         super().__init__()
@@ -365,6 +430,28 @@ class StepGraph(nn.Module):
         self.cache_dtype = cache_dtype
         self.input_names = [n for n, _ in spec.inputs()]
         self.output_names = [n for n, _ in spec.outputs()]
+        self.chain = self._chain(spec)
+        for kind, what in self.chain:
+            if kind == "runs":
+                pieces.run(what)
+
+    @staticmethod
+    def _chain(spec: StepSpec) -> list[tuple[str, object]]:
+        """("compute", (block, module)) and ("runs", cells) in block order."""
+        chain: list[tuple[str, object]] = []
+        pending: list[RunCell] = []
+        for b, row in enumerate(spec.cells):
+            for m, cell in zip(MODULES, row):
+                if cell.action == COMPUTE:
+                    if pending:
+                        chain.append(("runs", tuple(pending)))
+                        pending = []
+                    chain.append(("compute", (b, m)))
+                else:
+                    pending.append((cell_index(b, m), cell.coef if cell.action == FORECAST else None))
+        if pending:
+            chain.append(("runs", tuple(pending)))
+        return chain
 
     def with_pieces(self, pieces: nn.Module) -> StepGraph:
         """The same step calling other implementations of the pieces (e.g. lowered ones)."""
@@ -374,9 +461,8 @@ class StepGraph(nn.Module):
 
     def used_pieces(self) -> list[str]:
         names = ["embed", "finish"]
-        for b, row in enumerate(self.spec.cells):
-            for m, cell in zip(MODULES, row):
-                names.append(f"{'compute' if cell.action == COMPUTE else 'skip'}.{piece_key(b, m)}")
+        for kind, what in self.chain:
+            names.append(f"compute.{piece_key(*what)}" if kind == "compute" else f"runs.{SkipRun.key(what)}")
         return names
 
     def forward(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -385,24 +471,28 @@ class StepGraph(nn.Module):
         pieces = self.pieces
         dt, cache_dt = pieces.dtype, self.cache_dtype  # casts between equal dtypes trace to nothing
         y_emb = self.labels(torch.cat([y, torch.full_like(y, self.null_class)])).to(dt)
-        tokens, c = pieces.embed(x, feed["t"], y_emb)
+        tokens, s, gates = pieces.embed(x, feed["t"], y_emb)
         written: dict[str, torch.Tensor] = {}
-        for b, row in enumerate(self.spec.cells):
-            for m, cell in zip(MODULES, row):
-                last_name = io_name(slot(b, m))
-                if cell.action == COMPUTE:
-                    tokens, out = pieces.compute[piece_key(b, m)](tokens, c)
-                    if cell.write_last:
-                        written[io_name(slot(b, m), True)] = out.to(cache_dt)
-                    if cell.write_slope:
-                        slope = (out - feed[last_name].to(dt)) * cell.inv_span
-                        written[io_name(slot(b, m, True), True)] = slope.to(cache_dt)
-                    continue
-                value = feed[last_name].to(dt)
-                if cell.action == FORECAST:
-                    value = value + cell.coef * feed[io_name(slot(b, m, True))].to(dt)
-                tokens = pieces.skip[piece_key(b, m)](tokens, c, value)[0]
-        x_next = pieces.finish(tokens, c, x, feed["cfg_scale"], feed["alpha"], feed["alpha_prev"])[0]
+        cells = self.spec.cells
+        for kind, what in self.chain:
+            if kind == "runs":
+                values = []
+                for index, coef in what:
+                    b, m = divmod(index, 2)
+                    values.append(feed[io_name(slot(b, MODULES[m]))].to(dt))
+                    if coef is not None:
+                        values.append(feed[io_name(slot(b, MODULES[m], True))].to(dt))
+                tokens = pieces.runs[SkipRun.key(what)](tokens, gates, *values)[0]
+                continue
+            b, m = what
+            cell = cells[b][MODULES.index(m)]
+            tokens, out = pieces.compute[piece_key(b, m)](tokens, s, gates)
+            if cell.write_last:
+                written[io_name(slot(b, m), True)] = out.to(cache_dt)
+            if cell.write_slope:
+                slope = (out - feed[io_name(slot(b, m))].to(dt)) * cell.inv_span
+                written[io_name(slot(b, m, True), True)] = slope.to(cache_dt)
+        x_next = pieces.finish(tokens, s, x, feed["cfg_scale"], feed["alpha"], feed["alpha_prev"])[0]
         return (x_next, *(written[n] for n in self.output_names[1:]))
 
 
