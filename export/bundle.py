@@ -159,7 +159,12 @@ def graph_modules(
 
 
 def golden_vectors(
-    model: DiT, plan: Plan, table: MethodTable, options: ExportOptions, graphs: dict[str, torch.nn.Module]
+    model: DiT,
+    plan: Plan,
+    table: MethodTable,
+    options: ExportOptions,
+    graphs: dict[str, torch.nn.Module],
+    say=lambda msg: None,
 ) -> dict[str, np.ndarray]:
     """Run the unique graphs eagerly (fp32) over the steps and record every input and output;
     the sample after each step is checked against the reference executor's. Cache tensors are
@@ -168,7 +173,9 @@ def golden_vectors(
     noise = initial_noise(1, (arch.in_channels, arch.input_size, arch.input_size), options.seed)
     label = torch.tensor([options.label])
     reference = []
+    say(f"golden vectors: the reference executor's {plan.steps} steps")
     sample(model, noise, label, plan, options.cfg_scale, on_step=lambda r: reference.append(r.x.clone()))
+    say(f"golden vectors: the {len(table.methods())} step graphs over {plan.steps} steps")
     specs, step_methods = table.specs, table.step_methods
     schedule = DDIMSchedule(plan.steps)
     state = {"x": noise, "y": label, "cfg_scale": torch.tensor([options.cfg_scale])}
@@ -255,7 +262,7 @@ def export_bundle(
         }
         manifest = build_manifest(model, plan, table, plan_json, options, vae)
         graphs = graph_modules(model, plan, table, vae)
-        golden = golden_vectors(model, plan, table, options, graphs)
+        golden = golden_vectors(model, plan, table, options, graphs, say)
         if chosen.cache_dtype != "float32":  # the formats' graphs read and write the caches in that dtype
             graphs = graph_modules(model, plan, table, vae, chosen.cache_torch_dtype)
         write_tensors(tmp / "golden.lzt", golden)

@@ -80,12 +80,17 @@ ONNX_PROTO_LIMIT = 1 << 30  # bytes; past it a graph is saved with external data
 @register_format("onnx")
 def write_onnx(job: ExportJob, out: Path) -> dict:
     """One graph per method; every large initializer lives once in ``onnx/weights.bin``."""
-    return save_onnx(onnx_models(job, [g.name for g in job.graphs]), job.metadata, out)
+    return save_onnx(onnx_models(job, [g.name for g in job.graphs], out), job.metadata, out)
 
 
-def onnx_models(job: ExportJob, names: list[str]) -> dict:
+PARTS = ".onnx-weights"  # in the bundle being written: each large tensor once, named by its hash
+
+
+def onnx_models(job: ExportJob, names: list[str], out: Path) -> dict:
     """The ONNX graphs of the named methods, converted but not yet written (methods are
-    independent, so two processes can each convert a share)."""
+    independent, so two processes can each convert a share). Each graph's large tensors go to
+    ``out/.onnx-weights/<sha256>`` as soon as it is converted, so that memory holds one graph's
+    weights at a time (a DiT-XL/2 step graph carries 2.7 GB); the graphs keep references."""
     models = {}
     for g in job.graphs:
         if g.name in names:
@@ -100,12 +105,43 @@ def onnx_models(job: ExportJob, names: list[str]) -> dict:
                 verbose=False,
             )
             model = _lean_onnx(program.model)
+            del program
             if job.precision == "fp16":
                 model = _fp16_weights(model)
             elif job.precision == "int8":
                 model = _int8_weights(model)
-            models[g.name] = model
+            models[g.name] = _weights_to_parts(model, out / PARTS)
     return models
+
+
+def _weights_to_parts(model, parts: Path):
+    """Every initializer of 1 KiB and up moved to ``parts/<sha256>`` (written once, atomically:
+    two processes may store the same tensor) and replaced by a reference to that file."""
+    import os
+
+    import onnx
+    from onnx import numpy_helper
+
+    parts.mkdir(exist_ok=True)
+    for tensor in model.graph.initializer:
+        raw = numpy_helper.to_array(tensor).tobytes()
+        if len(raw) < ONNX_INLINE_LIMIT:
+            continue
+        digest = hashlib.sha256(raw).hexdigest()
+        path = parts / digest
+        if not path.exists():
+            tmp = parts / f".{digest}.{os.getpid()}"
+            tmp.write_bytes(raw)
+            os.replace(tmp, path)
+        for field_name in ("raw_data", "float_data", "int64_data", "int32_data"):
+            tensor.ClearField(field_name)
+        tensor.data_location = onnx.TensorProto.EXTERNAL
+        del tensor.external_data[:]
+        entry = tensor.external_data.add()
+        entry.key, entry.value = "location", digest
+        entry = tensor.external_data.add()
+        entry.key, entry.value = "length", str(len(raw))
+    return model
 
 
 def _fp16_weights(model):
@@ -173,39 +209,40 @@ def _int8_weights(model):
 def save_onnx(models: dict, metadata: dict[str, str], out: Path) -> dict:
     """Write ``onnx/<method>.onnx`` with every large initializer stored once in ``onnx/weights.bin``,
     and ``onnx/weights.json``, which names each method's initializers with their place in it (so
-    a runtime can hand every session the same tensors instead of letting each load its own)."""
+    a runtime can hand every session the same tensors instead of letting each load its own).
+    The tensors come from ``out/.onnx-weights`` (``onnx_models``), which is removed after."""
+    import shutil
+
     import onnx
-    from onnx import helper, numpy_helper
+    from onnx import helper
 
     folder = out / "onnx"
     folder.mkdir()
+    parts = out / PARTS
     offsets: dict[str, tuple[int, int]] = {}
     table: dict[str, list] = {}
     with open(folder / "weights.bin", "wb") as blob:
         for name, proto in models.items():
             table[name] = []
             for tensor in proto.graph.initializer:
-                raw = numpy_helper.to_array(tensor).tobytes()
-                if len(raw) < ONNX_INLINE_LIMIT:
+                if tensor.data_location != onnx.TensorProto.EXTERNAL:
                     continue
-                digest = hashlib.sha256(raw).hexdigest()
+                ref = {e.key: e.value for e in tensor.external_data}
+                digest = ref["location"]
                 if digest not in offsets:
                     pad = (-blob.tell()) % 64
                     blob.write(b"\0" * pad)
-                    offsets[digest] = (blob.tell(), len(raw))
-                    blob.write(raw)
+                    offsets[digest] = (blob.tell(), int(ref["length"]))
+                    with open(parts / digest, "rb") as src:
+                        shutil.copyfileobj(src, blob, 16 << 20)
                 offset, length = offsets[digest]
                 dtype = helper.tensor_dtype_to_np_dtype(tensor.data_type).name
                 table[name].append([tensor.name, offset, length, dtype, list(tensor.dims)])
-                tensor.ClearField("raw_data")
-                tensor.ClearField("float_data")
-                tensor.ClearField("int64_data")
-                tensor.ClearField("int32_data")
-                tensor.data_location = onnx.TensorProto.EXTERNAL
                 del tensor.external_data[:]
                 for key, value in (("location", "weights.bin"), ("offset", str(offset)), ("length", str(length))):
                     entry = tensor.external_data.add()
                     entry.key, entry.value = key, value
+    shutil.rmtree(parts, ignore_errors=True)
     files, methods = [], {}
     for name, proto in models.items():
         del proto.metadata_props[:]
@@ -311,35 +348,35 @@ def _lower_vae(pixels: nn.Module, example: tuple[torch.Tensor, ...], config, job
 
 
 def _lower_pieces(steps: list[GraphJob], config, job: ExportJob) -> nn.Module:
-    """Every piece the steps call, lowered to XNNPACK in one pass, in a container shaped like
+    """Every piece the steps call, each lowered to XNNPACK once, in a container shaped like
     ``Pieces`` so that ``StepGraph.with_pieces`` can call it. int8: each piece's linear layers
     are quantized first (XNNPACK's quantizer: per-channel int8 weights, int8 activations
     quantized per call), so a piece stays one unit shared by every step that calls it."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
-    pieces = steps[0].module.pieces.for_xnnpack(piece_dtype(job.precision)).eval()
+    pieces, dtype = steps[0].module.pieces, piece_dtype(job.precision)
     names = sorted({name for g in steps for name in g.module.used_pieces()})
-    programs = {}
-    for name in names:
-        job.progress(f"executorch export piece {name}")
-        module, example = pieces.get_submodule(name), pieces.example(name)
+    lowered = nn.Module()
+    lowered.dtype = dtype
+    lowered.compute, lowered.runs = nn.ModuleDict(), nn.ModuleDict()
+    for i, name in enumerate(names):
+        # one piece at a time, from export to delegate, so that a large model's intermediate
+        # programs are never all held at once
+        job.progress(f"executorch piece {i + 1}/{len(names)}: {name}")
+        module, example = pieces.for_xnnpack(name, dtype), pieces.example(name, dtype)
         program = _export_program(module, example)
         if job.precision == "int8":
             program = _quantized(program, example)
-        programs[name.replace(".", "__")] = _weights_outside(program, example, job)
-    job.progress(f"executorch lowering {len(programs)} pieces to XNNPACK")
-    edge = to_edge_transform_and_lower(programs, partitioner=[XnnpackPartitioner()], compile_config=config)
-    lowered = nn.Module()
-    lowered.dtype = pieces.dtype
-    lowered.compute, lowered.runs = nn.ModuleDict(), nn.ModuleDict()
-    for name in names:
-        module = _LoweredPiece.of(edge.exported_program(name.replace(".", "__")), name)
+        program = _weights_outside(program, example, job)
+        edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()], compile_config=config)
+        piece = _LoweredPiece.of(edge.exported_program(), name)
+        del module, program, edge
         kind, _, key = name.partition(".")
         if key:
-            getattr(lowered, kind)[key] = module
+            getattr(lowered, kind)[key] = piece
         else:
-            setattr(lowered, kind, module)
+            setattr(lowered, kind, piece)
     return lowered
 
 

@@ -218,8 +218,8 @@ def cell_index(block: int, module: str) -> int:
 
 
 class EmbedPiece(_Piece):
-    """(x, t, label embeddings) -> (tokens, silu(c), gates) for the class and the null class;
-    ``gates`` is [2, cells, hidden], the adaLN gate of every block's branches (``cell_index``).
+    """(x, t, label embeddings) -> (tokens, silu(c), *gates) for the class and the null class:
+    one [2, 1, hidden] gate per block branch, in ``cell_index`` order, all from one matrix product.
     The conditioning ``c`` only ever enters the model through SiLU, so SiLU is taken once here."""
 
     def __init__(self, model: DiT):
@@ -250,33 +250,34 @@ class EmbedPiece(_Piece):
             s = _silu(mlp[2](_silu(mlp[0](freq))) + y_emb)
             tokens = tokens * self.pair
         gates = self.gates(s)
-        return tokens, s, gates.reshape(gates.shape[0], -1, s.shape[1])
+        gates = gates.reshape(gates.shape[0], -1, s.shape[1])  # static slices: XNNPACK has no select
+        return (tokens, s, *(gates[:, i : i + 1] for i in range(gates.shape[1])))
 
 
 class BranchPiece(_Piece):
-    """One computed branch of one block: (tokens, silu(c), gates) -> (tokens + gate * out, out)."""
+    """One computed branch of one block: (tokens, silu(c), gate) -> (tokens + gate * out, out)."""
 
-    def __init__(self, block: DiTBlock, module: str, index: int):
+    def __init__(self, block: DiTBlock, module: str):
         super().__init__()
-        self.block, self.module, self.index = block, module, index
+        # only this branch's layers: a copy of the piece copies no other weights
+        self.module = module
+        self.norm = block.norm1 if module == "attn" else block.norm2
+        self.layer = block.attn if module == "attn" else block.mlp
         ada, first = block.adaLN_modulation[1], 3 * MODULES.index(module)
         self.shift, self.scale = _rows(ada, first, 6), _rows(ada, first + 1, 6, 1.0)
 
-    def forward(self, tokens: torch.Tensor, s: torch.Tensor, gates: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        block, m = self.block, self.module
-        norm = block.norm1 if m == "attn" else block.norm2
-        gate = gates[:, self.index : self.index + 1]
+    def forward(self, tokens: torch.Tensor, s: torch.Tensor, gate: torch.Tensor) -> tuple[torch.Tensor, ...]:
         if not self.xnnpack:
-            h = norm(tokens) * self.scale(s).unsqueeze(1) + self.shift(s).unsqueeze(1)
-            out = block.branch(m, h)
+            h = self.norm(tokens) * self.scale(s).unsqueeze(1) + self.shift(s).unsqueeze(1)
+            out = self.layer(h)
         else:
-            h = _layer_norm(tokens, norm.eps) * _vector(self.scale, s) + _vector(self.shift, s)
-            out = self._attention(h) if m == "attn" else _mlp(block.mlp, h)
+            h = _layer_norm(tokens, self.norm.eps) * _vector(self.scale, s) + _vector(self.shift, s)
+            out = self._attention(h) if self.module == "attn" else _mlp(self.layer, h)
         return tokens + gate * out, out
 
     def _attention(self, x: torch.Tensor) -> torch.Tensor:
         """Self-attention with 3-D batched matmuls over (batch x heads)."""
-        a = self.block.attn
+        a = self.layer
         b, n, width = x.shape
         heads, dim = a.num_heads, a.head_dim
         qkv = a.qkv(x)
@@ -297,32 +298,33 @@ RunCell = tuple[int, float | None]
 
 class SkipRun(_Piece):
     """Consecutive skipped branches of one step as one weightless piece:
-    (tokens, gates, *values) -> tokens + sum of gate * value, where a reused branch's value is its
-    cached output and a forecast one's ``last + coef * slope`` (two inputs, coefficient fixed)."""
+    (tokens, *per branch: gate, value[, slope]) -> tokens + sum of gate * value, where a reused
+    branch's value is its cached output and a forecast one's ``last + coef * slope`` (the
+    coefficient fixed). It does not depend on where in the model the run is: every run with the
+    same actions and coefficients is the same piece."""
 
-    def __init__(self, cells: tuple[RunCell, ...]):
+    def __init__(self, coefs: tuple[float | None, ...]):
         super().__init__()
-        self.cells = cells
+        self.coefs = coefs
 
     @property
     def arity(self) -> int:
-        return sum(1 if coef is None else 2 for _, coef in self.cells)
+        return sum(2 if coef is None else 3 for coef in self.coefs)
 
-    def forward(self, tokens: torch.Tensor, gates: torch.Tensor, *values: torch.Tensor) -> tuple[torch.Tensor]:
+    def forward(self, tokens: torch.Tensor, *operands: torch.Tensor) -> tuple[torch.Tensor]:
         i = 0
-        for index, coef in self.cells:
-            value = values[i]
+        for coef in self.coefs:
+            gate, value = operands[i], operands[i + 1]
             if coef is not None:
-                value = value + coef * values[i + 1]
-            i += 1 if coef is None else 2
-            tokens = tokens + gates[:, index : index + 1] * value
+                value = value + coef * operands[i + 2]
+            i += 2 if coef is None else 3
+            tokens = tokens + gate * value
         return (tokens,)
 
     @staticmethod
     def key(cells: tuple[RunCell, ...]) -> str:
-        """A module name for the run: first cell, then r (reuse) or f<coef> per cell."""
-        codes = ["r" if coef is None else "f" + f"{coef:g}".replace(".", "p").replace("-", "m") for _, coef in cells]
-        return f"{cells[0][0]}_" + "_".join(codes)
+        """A module name for the run: r (reuse) or f<coef> (forecast) per branch."""
+        return "_".join("r" if c is None else "f" + f"{c:g}".replace(".", "p").replace("-", "m") for _, c in cells)
 
 
 class FinishPiece(_Piece):
@@ -363,7 +365,7 @@ class Pieces(nn.Module):
         self.compute, self.runs = nn.ModuleDict(), nn.ModuleDict()
         for b, block in enumerate(model.blocks):
             for m in MODULES:
-                self.compute[piece_key(b, m)] = BranchPiece(block, m, cell_index(b, m))
+                self.compute[piece_key(b, m)] = BranchPiece(block, m)
         self.finish = FinishPiece(model, sampler)
 
     dtype = torch.float32
@@ -372,40 +374,41 @@ class Pieces(nn.Module):
         """The name of the run piece for these skipped cells, made on first use."""
         key = SkipRun.key(cells)
         if key not in self.runs:
-            self.runs[key] = SkipRun(cells)
+            self.runs[key] = SkipRun(tuple(coef for _, coef in cells))
         return key
 
-    def for_xnnpack(self, dtype: torch.dtype = torch.float32) -> Pieces:
-        """A copy written with XNNPACK's operators only (same weights, same results up to
-        rounding), computing in ``dtype`` (fp16: weights and activations in half precision;
-        the sample ``x`` and the DDIM update stay fp32)."""
-        pieces = copy.deepcopy(self)
-        pieces.dtype = dtype
-        for module in pieces.modules():
-            if isinstance(module, _Piece):
-                module.use_xnnpack()
-                module.to(dtype)
-                module.dtype = dtype
-        return pieces
+    def for_xnnpack(self, name: str, dtype: torch.dtype = torch.float32) -> _Piece:
+        """A copy of the piece called ``name`` written with XNNPACK's operators only (same
+        weights, same results up to rounding), computing in ``dtype`` (fp16: weights and
+        activations in half precision; the sample ``x`` and the DDIM update stay fp32). One
+        piece at a time, so that converting a large model never holds a second copy of it."""
+        piece = copy.deepcopy(self.get_submodule(name))
+        piece.use_xnnpack()
+        piece.to(dtype)
+        piece.dtype = dtype
+        return piece.eval()
 
-    def example(self, name: str) -> tuple[torch.Tensor, ...]:
-        """Example inputs of the piece called ``name`` (``embed``, ``compute.<key>``, ``runs.<key>`` ...)."""
-        c, dt = self.config, self.dtype
+    def example(self, name: str, dt: torch.dtype | None = None) -> tuple[torch.Tensor, ...]:
+        """Example inputs of the piece called ``name`` (``embed``, ``compute.<key>``, ``runs.<key>``
+        ...) computing in ``dt`` (default: these pieces' dtype)."""
+        c, dt = self.config, dt or self.dtype
         tokens, cond, one = (
             torch.zeros(2, c.num_tokens, c.hidden_size, dtype=dt),
             torch.zeros(2, c.hidden_size, dtype=dt),
             torch.ones(1),
         )
-        gates = torch.zeros(2, 2 * c.depth, c.hidden_size, dtype=dt)
+        gate = torch.zeros(2, 1, c.hidden_size, dtype=dt)
         x = torch.zeros(1, c.in_channels, c.input_size, c.input_size)
         kind, _, key = name.partition(".")
         if kind == "runs":
             # one tensor per input: torch.export treats a tensor passed twice as one aliased input
-            values = tuple(tokens.clone() for _ in range(self.runs[key].arity))
-            return (tokens, gates, *values)
+            operands = []
+            for coef in self.runs[key].coefs:
+                operands += [gate.clone(), tokens.clone()] + ([tokens.clone()] if coef is not None else [])
+            return (tokens, *operands)
         return {
             "embed": (x, one, cond),
-            "compute": (tokens, cond, gates),
+            "compute": (tokens, cond, gate),
             "finish": (tokens, cond, x.clone(), one, one * 0.5, one * 0.5),
         }[kind]
 
@@ -471,22 +474,22 @@ class StepGraph(nn.Module):
         pieces = self.pieces
         dt, cache_dt = pieces.dtype, self.cache_dtype  # casts between equal dtypes trace to nothing
         y_emb = self.labels(torch.cat([y, torch.full_like(y, self.null_class)])).to(dt)
-        tokens, s, gates = pieces.embed(x, feed["t"], y_emb)
+        tokens, s, *gates = pieces.embed(x, feed["t"], y_emb)
         written: dict[str, torch.Tensor] = {}
         cells = self.spec.cells
         for kind, what in self.chain:
             if kind == "runs":
-                values = []
+                operands = []
                 for index, coef in what:
                     b, m = divmod(index, 2)
-                    values.append(feed[io_name(slot(b, MODULES[m]))].to(dt))
+                    operands += [gates[index], feed[io_name(slot(b, MODULES[m]))].to(dt)]
                     if coef is not None:
-                        values.append(feed[io_name(slot(b, MODULES[m], True))].to(dt))
-                tokens = pieces.runs[SkipRun.key(what)](tokens, gates, *values)[0]
+                        operands.append(feed[io_name(slot(b, MODULES[m], True))].to(dt))
+                tokens = pieces.runs[SkipRun.key(what)](tokens, *operands)[0]
                 continue
             b, m = what
             cell = cells[b][MODULES.index(m)]
-            tokens, out = pieces.compute[piece_key(b, m)](tokens, s, gates)
+            tokens, out = pieces.compute[piece_key(b, m)](tokens, s, gates[cell_index(b, m)])
             if cell.write_last:
                 written[io_name(slot(b, m), True)] = out.to(cache_dt)
             if cell.write_slope:

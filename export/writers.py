@@ -67,7 +67,7 @@ def write_formats(
             t = time.perf_counter()
             # a name neither process saw (a queue read that timed out early) is converted here
             missing = [j.name for j in jobs if j.name not in models]
-            models.update(onnx_models(ExportJob(jobs, stamp, say), missing) if missing else {})
+            models.update(onnx_models(ExportJob(jobs, stamp, say), missing, root) if missing else {})
             artifacts[SHARED] = save_onnx({j.name: models[j.name] for j in jobs}, stamp, root)
             timings[SHARED] = timings.get(SHARED, 0.0) + time.perf_counter() - t
         return artifacts, timings
@@ -99,7 +99,7 @@ def _write_group(
             name = onnx_queue.get(timeout=0.1)
         except queue_module.Empty:
             break
-        models.update(onnx_models(job, [name]))
+        models.update(onnx_models(job, [name], root))
     if models:
         timings[SHARED] = time.perf_counter() - t
     return artifacts, timings, models

@@ -13,7 +13,7 @@ import numpy as np
 from lazydit.registry import Registry
 
 from .bundle import Bundle, BundleError
-from .xnnpack import weights_cache
+from .xnnpack import shared_workspace, weights_cache
 
 BACKENDS: Registry[Callable[..., Backend]] = Registry("backend", BundleError)
 
@@ -189,6 +189,7 @@ class ExecuTorchBackend(Backend):
         self.weights_cache = weights_cache(bindings, not fp16) + (
             ": fp16 weights (see runtime/xnnpack.py)" if fp16 else ""
         )
+        self.workspace = shared_workspace(bindings)  # methods run one at a time: one activation arena
         try:
             if data:
                 self.module = bindings._load_for_executorch(str(path), data_path=str(data[0]))

@@ -131,6 +131,7 @@ def bench(
             record["memory"] = peak_memory(str(t.bundle.root), config.backend, threads)
     for record, t in zip(records, timed):
         record["weights_cache"] = getattr(t.backend, "weights_cache", None)
+        record["workspace"] = getattr(t.backend, "workspace", None)
     if baseline:
         base = records[1]
         lazy = records[0]

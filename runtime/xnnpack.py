@@ -1,4 +1,4 @@
-"""XNNPACK's run-time options for the ExecuTorch bindings: its weights cache.
+"""XNNPACK's run-time options for the ExecuTorch bindings: its weights cache and workspace sharing.
 
 Every method of a bundle calls the same lowered pieces, and by default each method's delegate
 packs its own copy of the piece's weights when the method loads: resident memory grows with
@@ -12,6 +12,10 @@ runner or an app would call the same C++ function directly.
 The struct layout below is ``executorch/runtime/backend/options.h`` of ExecuTorch 1.5
 (``BackendOption {char key[64]; std::variant<bool, int, std::array<char, 256>> value;}``);
 its size is checked, and any mismatch leaves the cache off instead of guessing.
+
+Each delegate call also has a workspace (its activation arena). Shared globally, every piece of
+every method works in one arena: a bundle's methods run one at a time, so a lazy bundle's many
+methods need no more activation memory than the no-skip bundle's one.
 """
 
 from __future__ import annotations
@@ -62,6 +66,28 @@ def _resolve(bindings: ModuleType):
     return _set_option[0]
 
 
+def _set(bindings: ModuleType, key: bytes, value: int, index: int) -> str:
+    """One XNNPACK backend option (variant ``index``: 0 bool, 1 int); '' or why it was not set."""
+    set_option = _resolve(bindings)
+    if set_option is None:
+        return "this ExecuTorch build exports no usable set_option"
+    option = _BackendOption()
+    option.key = key
+    option.index = index
+    ctypes.memmove(option.value, ctypes.byref(ctypes.c_int(value)), ctypes.sizeof(ctypes.c_int))
+    error = set_option(BACKEND, ctypes.byref(option), 1)
+    return f"set_option returned error {error:#x}" if error != 0 else ""
+
+
+GLOBAL_WORKSPACE = 2  # XNNPACK's WorkspaceSharingMode::Global
+
+
+def shared_workspace(bindings: ModuleType) -> str:
+    """Every delegate of the programs loaded next works in one global arena; 'on' or why not."""
+    why = _set(bindings, b"workspace_sharing_mode", GLOBAL_WORKSPACE, 1)
+    return f"off: {why}" if why else "on"
+
+
 def weights_cache(bindings: ModuleType, enabled: bool) -> str:
     """Switch XNNPACK's weights cache for the programs loaded next; returns 'on' or why it is off.
 
@@ -69,13 +95,7 @@ def weights_cache(bindings: ModuleType, enabled: bool) -> str:
     cache, which finds a weight by the address of its unpacked data, then keys entries on
     temporary buffers (the backend warns that they "were not registered with names"); a later
     load can reuse such an address and read another weight's packed data (it crashed here)."""
-    set_option = _resolve(bindings)
-    if set_option is None:
-        return "off: this ExecuTorch build exports no usable set_option"
-    option = _BackendOption()
-    option.key = b"weight_cache_enabled"
-    option.index, option.value[0] = 0, int(enabled)
-    error = set_option(BACKEND, ctypes.byref(option), 1)
-    if error != 0:
-        return f"off: set_option returned error {error:#x}"
+    why = _set(bindings, b"weight_cache_enabled", int(enabled), 0)
+    if why:
+        return f"off: {why}"
     return "on" if enabled else "off"
