@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from lazydit.diffusion import SamplerSettings
-from lazydit.model import MODULES, DiT, DiTBlock, timestep_frequencies, unpatchify
+from lazydit.model import MODULES, DiT, DiTBlock, modulate, timestep_frequencies, unpatchify
 from lazydit.plans import COMPUTE, FORECAST, REUSE, Plan
 
 SCALARS = ("t", "alpha", "alpha_prev")
@@ -153,15 +153,20 @@ def _layer_norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     return (centred * torch.rsqrt(var + eps)).reshape(b, n, h)
 
 
-def _rows(linear: nn.Linear, index: int, count: int, offset: float = 0.0) -> nn.Linear:
-    """The ``index``-th of ``count`` equal output chunks of ``linear`` as a Linear of its own,
-    ``offset`` added to its bias (adaLN's ``1 + scale`` folded into the weights)."""
+def _rows(linear: nn.Linear, index: int, count: int) -> nn.Linear:
+    """The ``index``-th of ``count`` equal output chunks of ``linear`` as a Linear of its own."""
     size = linear.out_features // count
     part = nn.Linear(linear.in_features, size)
     with torch.no_grad():
         part.weight.copy_(linear.weight[index * size : (index + 1) * size])
-        part.bias.copy_(linear.bias[index * size : (index + 1) * size] + offset)
+        part.bias.copy_(linear.bias[index * size : (index + 1) * size])
     return part
+
+
+def _fold_one(scale: nn.Linear) -> None:
+    """adaLN's ``1 + scale`` folded into the scale rows' bias (one add fewer per call)."""
+    with torch.no_grad():
+        scale.bias += 1.0
 
 
 def _silu(x: torch.Tensor) -> torch.Tensor:
@@ -264,11 +269,15 @@ class BranchPiece(_Piece):
         self.norm = block.norm1 if module == "attn" else block.norm2
         self.layer = block.attn if module == "attn" else block.mlp
         ada, first = block.adaLN_modulation[1], 3 * MODULES.index(module)
-        self.shift, self.scale = _rows(ada, first, 6), _rows(ada, first + 1, 6, 1.0)
+        self.shift, self.scale = _rows(ada, first, 6), _rows(ada, first + 1, 6)
+
+    def use_xnnpack(self) -> None:
+        super().use_xnnpack()
+        _fold_one(self.scale)
 
     def forward(self, tokens: torch.Tensor, s: torch.Tensor, gate: torch.Tensor) -> tuple[torch.Tensor, ...]:
         if not self.xnnpack:
-            h = self.norm(tokens) * self.scale(s).unsqueeze(1) + self.shift(s).unsqueeze(1)
+            h = modulate(self.norm(tokens), self.shift(s), self.scale(s))
             out = self.layer(h)
         else:
             h = _layer_norm(tokens, self.norm.eps) * _vector(self.scale, s) + _vector(self.shift, s)
@@ -334,12 +343,16 @@ class FinishPiece(_Piece):
         super().__init__()
         self.final, self.config, self.sampler = model.final_layer, model.config, sampler
         ada = self.final.adaLN_modulation[1]
-        self.shift, self.scale = _rows(ada, 0, 2), _rows(ada, 1, 2, 1.0)
+        self.shift, self.scale = _rows(ada, 0, 2), _rows(ada, 1, 2)
+
+    def use_xnnpack(self) -> None:
+        super().use_xnnpack()
+        _fold_one(self.scale)
 
     def forward(self, tokens, s, x, cfg_scale, alpha, alpha_prev) -> tuple[torch.Tensor]:
         cfg = self.config
         if not self.xnnpack:
-            h = self.final.norm_final(tokens) * self.scale(s).unsqueeze(1) + self.shift(s).unsqueeze(1)
+            h = modulate(self.final.norm_final(tokens), self.shift(s), self.scale(s))
             out = unpatchify(self.final.linear(h), cfg.patch_size, cfg.out_channels)
         else:
             out = self.final.linear(_layer_norm(tokens) * _vector(self.scale, s) + _vector(self.shift, s))
