@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import gc
 import hashlib
 import json
 import logging
@@ -106,11 +107,14 @@ def onnx_models(job: ExportJob, names: list[str], out: Path) -> dict:
             )
             model = _lean_onnx(program.model)
             del program
+            job.programs.pop(g.name, None)  # ONNX is the last format to read a trace: free it
             if job.precision == "fp16":
                 model = _fp16_weights(model)
             elif job.precision == "int8":
                 model = _int8_weights(model)
             models[g.name] = _weights_to_parts(model, out / PARTS)
+            del model
+            gc.collect()  # the exporter's graphs are cyclic: free each one's weights now, not later
     return models
 
 
@@ -372,6 +376,7 @@ def _lower_pieces(steps: list[GraphJob], config, job: ExportJob) -> nn.Module:
         edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()], compile_config=config)
         piece = _LoweredPiece.of(edge.exported_program(), name)
         del module, program, edge
+        gc.collect()  # exported programs are cyclic: free this piece's copies before the next
         kind, _, key = name.partition(".")
         if key:
             getattr(lowered, kind)[key] = piece
