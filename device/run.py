@@ -62,7 +62,20 @@ def run_on_device(
     bundle = str(Path(bundle).resolve())
     parity = _guest_json(root, ["verify", "--bundle", bundle, "--backend", backend])
     report: dict = {"arch": "arm64", "backend": backend, "bundle": bundle, "parity": parity}
-    bench_args = ["bench", "--bundle", bundle, "--backend", backend, "--warmup", "1", "--runs", str(runs)]
+    # no peak-memory child: a process started inside the emulated userland would need the host's
+    # binfmt set-up to run, and an emulator's resident memory is not the phone's
+    bench_args = [
+        "bench",
+        "--bundle",
+        bundle,
+        "--backend",
+        backend,
+        "--warmup",
+        "1",
+        "--runs",
+        str(runs),
+        "--no-memory",
+    ]
     if baseline:
         baseline = str(Path(baseline).resolve())
         bench_args += ["--baseline", baseline]

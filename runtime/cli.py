@@ -36,12 +36,18 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--baseline")
     b.add_argument("--warmup", type=int, default=defaults.warmup)
     b.add_argument("--runs", type=int, default=defaults.runs)
+    b.add_argument(
+        "--memory",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.memory,
+        help="peak resident memory of each bundle, in a child process",
+    )
     args = parser.parse_args(argv)
     try:
         if args.command == "verify":
             result = verify_bundle(args.bundle, args.backend, args.threads)
         else:
-            config = BenchConfig(args.backend, args.threads, args.warmup, args.runs)
+            config = BenchConfig(args.backend, args.threads, args.warmup, args.runs, memory=args.memory)
             result = bench(args.bundle, config, args.baseline)
     except BundleError as err:
         print(f"error: {err}", file=sys.stderr)
