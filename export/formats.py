@@ -145,7 +145,11 @@ def _weights_to_parts(model, parts: Path):
         entry.key, entry.value = "location", digest
         entry = tensor.external_data.add()
         entry.key, entry.value = "length", str(len(raw))
-    return model
+    # protobuf keeps a cleared field's bytes in the message's arena until the whole message goes:
+    # a fresh copy of the stripped graph holds none of them
+    lean = onnx.ModelProto()
+    lean.ParseFromString(model.SerializeToString())
+    return lean
 
 
 def _fp16_weights(model):
