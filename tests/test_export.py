@@ -3,6 +3,7 @@ runnable backend, and refuse every kind of broken bundle."""
 
 import json
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -443,3 +444,20 @@ def test_the_python_loop_refuses_an_output_that_does_not_fit_its_slot(tiny_bundl
     backend.run = bad_run
     with pytest.raises(BundleError, match=message):
         run_bundle(backend, backend.bundle.initial_state())
+
+
+def test_the_torch_free_bench_measures_memory_unless_told_not_to(tiny_bundle):
+    """The emulated device runs this entry point with --no-memory: a child process cannot be
+    started inside the emulated userland, so the peak-memory run must be skippable there."""
+    import subprocess
+
+    def bench(*extra: str) -> dict:
+        cmd = [sys.executable, "-m", "lazydit.runtime.cli", "bench", "--bundle", str(tiny_bundle)]
+        proc = subprocess.run(
+            [*cmd, "--warmup", "0", "--runs", "1", *extra], check=False, capture_output=True, text=True
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return json.loads(proc.stdout)["benchmarks"][0]
+
+    assert bench()["memory"]["peak_rss_mb"] > 0
+    assert "memory" not in bench("--no-memory")
