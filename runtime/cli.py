@@ -7,6 +7,7 @@ emulated ARM64 userland, which has numpy and the backends but not the exporter, 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         "--memory",
         action=argparse.BooleanOptionalAction,
         default=defaults.memory,
-        help="peak resident memory of each bundle, in a child process",
+        help=next(f for f in dataclasses.fields(BenchConfig) if f.name == "memory").metadata["help"],
     )
     args = parser.parse_args(argv)
     try:
