@@ -50,6 +50,7 @@ class Timed:
             "median_latency(ms)": float(np.median(self.images_ms)),
             "p90_latency(ms)": float(np.percentile(self.images_ms, 90)),
             "per_step_latency(ms)": [float(v) for v in per_step],
+            "loop_latency(ms)": float(np.median([sum(steps) for steps in self.steps_ms])),
             "decode_latency(ms)": float(np.mean(self.decode_ms)),
             "inference_latencies(ms)": self.images_ms,
             "harness_overhead(ms)": float(np.mean(self.overhead_ms)),
@@ -148,6 +149,9 @@ def bench(
             / lazy["trimmean_inference_latency(ms)"],
             "ideal_speedup_macs": ideal,
             "efficiency": measured / ideal,
+            # the denoising loop alone (the plan's MACs are DiT MACs; decode is never skipped)
+            "loop_speedup": base["loop_latency(ms)"] / lazy["loop_latency(ms)"],
+            "loop_efficiency": base["loop_latency(ms)"] / lazy["loop_latency(ms)"] / ideal,
         }
     return report
 

@@ -287,6 +287,9 @@ def test_bench_json_has_the_minibench_fields_and_a_comparison(tiny_bundle, tiny_
     )
     assert comp["ideal_speedup_macs"] > 1  # the lazy plan skips work
     assert comp["efficiency"] == pytest.approx(comp["measured_speedup"] / comp["ideal_speedup_macs"])
+    lazy, base = (r["loop_latency(ms)"] for r in report["benchmarks"])
+    assert lazy < report["benchmarks"][0]["median_latency(ms)"]  # the loop alone: no decode
+    assert comp["loop_efficiency"] == pytest.approx(base / lazy / comp["ideal_speedup_macs"])
     assert (tmp_path / "b.png").stat().st_size > 0
     proc = run_cli(
         "bench",
