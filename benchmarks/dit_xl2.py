@@ -115,9 +115,7 @@ def export_record(name: str, work: Path) -> dict | None:
         "max_rss_gb": int(rss.group(1)) * 1024 / 1e9 if rss else None,  # decimal GB
         "wall_s": _seconds(wall.group(1)) if wall else None,
         "export_s": float(stages.group(1)) if stages else None,
-        "stages_s": dict((k, float(v)) for k, v in re.findall(r"(\w+_s) ([\d.]+) s", stages.group(2)))
-        if stages
-        else {},
+        "stages_s": {k: float(v) for k, v in re.findall(r"(\w+_s) ([\d.]+) s", stages.group(2))} if stages else {},
         "golden_replay_min_psnr_db": {
             k: float(v) for k, v in re.findall(r"(\w+): golden replay min PSNR ([\d.]+)", text)
         },
@@ -188,8 +186,10 @@ def markdown(results: dict) -> str:
         )
     lines += [
         "",
-        "| bench | lazy / no-skip per image (s) | speedup | ideal | efficiency | loop speedup | loop efficiency "
-        "| peak memory lazy / no-skip (GB) |",
+        (
+            "| bench | lazy / no-skip per image (s) | speedup | ideal | efficiency | loop speedup | loop efficiency "
+            "| peak memory lazy / no-skip (GB) |"
+        ),
         "|---|---|---|---|---|---|---|---|",
     ]
     for name, r in results["benches"].items():
@@ -223,13 +223,15 @@ def main() -> None:
         parser.error(f"unknown items {unknown}; choose from {', '.join(ORDER)}")
     for item in [] if args.collect else items:
         (run_export if item in EXPORTS else run_bench)(item, work)
-        results = collect(work)
-        write_json(args.json, results)
-        atomic_write(Path(args.json).with_suffix(".md"), lambda tmp: tmp.write_text(markdown(results)))
-    results = collect(work)
-    write_json(args.json, results)
-    atomic_write(Path(args.json).with_suffix(".md"), lambda tmp: tmp.write_text(markdown(results)))
-    print(markdown(results))
+        save(collect(work), Path(args.json))
+    print(save(collect(work), Path(args.json)))
+
+
+def save(results: dict, path: Path) -> str:
+    table = markdown(results)
+    write_json(path, results)
+    atomic_write(path.with_suffix(".md"), lambda tmp: tmp.write_text(table))
+    return table
 
 
 if __name__ == "__main__":
