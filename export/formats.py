@@ -154,8 +154,9 @@ def _weights_to_parts(model, parts: Path):
 
 def _fp16_weights(model):
     """Every large float initializer stored in fp16, widened by a Cast at the graph's start.
-    onnxruntime's CPU kernels compute in fp32: it folds those casts when it loads the graph,
-    so the file halves and the arithmetic is fp32 on fp16-rounded weights."""
+    onnxruntime's CPU kernels compute in fp32, so the file halves and the arithmetic is fp32 on
+    fp16-rounded weights (the runtime keeps the casts unfolded: sessions then share the fp16
+    tensors instead of each holding a widened copy)."""
     import onnx
     from onnx import helper, numpy_helper
 

@@ -49,11 +49,11 @@ PRECISIONS = {
     ),
     "fp16": Precision(
         "fp16",
-        30.0,
+        25.0,  # CPUs with fp16 arithmetic (ARMv8.2, x86 AVX512-FP16) accumulate in fp16: see docs/precision.md
         "float16",
         {
             "executorch": "fp16 weights and compute (XNNPACK); the sample and the DDIM update in fp32",
-            "onnx": "fp16 weights widened to fp32 at load (onnxruntime's CPU kernels compute in fp32); "
+            "onnx": "fp16 weights widened to fp32 per call (onnxruntime's CPU kernels compute in fp32); "
             "fp16 cache tensors",
             "coreml": "fp16 weights and compute",
         },

@@ -77,17 +77,28 @@ class OnnxRuntimeBackend(Backend):
         super().__init__(bundle, threads)
         import onnxruntime as ort
 
+        _shared_arena(ort)
         art = bundle.artifact(self.fmt)
         # the sessions read these buffers for as long as they live: held here
         self.shared = shared = SharedWeights.of(bundle, art)
         self.weights_cache = "on" if shared else "off: the bundle has no onnx/weights.json"
         self.sessions = {}
+        # fp16 weights are widened by Casts at the graph's start. Folded at load (what the full
+        # optimiser does, constant folding and its layout passes alike), every session would
+        # hold a private fp32 copy of its weights (28 GB for a DiT-XL/2 lazy bundle); left
+        # unfolded, the sessions share the fp16 tensors and widen them per call.
+        fp16 = bundle.manifest.get("precision", {}).get("name") == "fp16"
+        level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED if fp16 else ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        disabled = ["ConstantFolding"] if fp16 and shared else []
         for method, rel in art["methods"].items():
             opts = ort.SessionOptions()
             if threads:
                 opts.intra_op_num_threads = threads
                 opts.inter_op_num_threads = 1
-            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            opts.graph_optimization_level = level
+            # the methods run one at a time: one arena for all of them (a session's own arena keeps
+            # its peak for as long as the session lives)
+            opts.add_session_config_entry("session.use_env_allocators", "1")
             # every method is its own session with its own thread pool; pools that spin after a run
             # steal the cores from the session that runs next (a 14-method bundle ran 2x slower)
             opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -95,7 +106,7 @@ class OnnxRuntimeBackend(Backend):
                 shared.add_to(opts, method)
             try:
                 self.sessions[method] = ort.InferenceSession(
-                    str(bundle.root / rel), opts, providers=["CPUExecutionProvider"]
+                    str(bundle.root / rel), opts, providers=["CPUExecutionProvider"], disabled_optimizers=disabled
                 )
             except Exception as err:  # onnxruntime raises its own exception types
                 raise BundleError(f"onnxruntime cannot load {rel}: {err}") from err
@@ -110,6 +121,18 @@ class OnnxRuntimeBackend(Backend):
 
     def run(self, method: str, inputs: list[np.ndarray]) -> list[np.ndarray]:
         return self.sessions[method].run(None, dict(zip(self._inputs[method], inputs)))
+
+
+_ARENA: list = []  # onnxruntime's environment is one per process, and so is its shared arena
+
+
+def _shared_arena(ort) -> None:
+    """Register one CPU arena in onnxruntime's environment (once per process); sessions that set
+    ``session.use_env_allocators`` draw from it instead of from an arena of their own."""
+    if not _ARENA:
+        info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+        ort.create_and_register_allocator(info, ort.OrtArenaCfg(0, -1, -1, -1))
+        _ARENA.append(info)
 
 
 class SharedWeights:

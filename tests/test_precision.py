@@ -134,3 +134,22 @@ def test_a_damaged_weights_file_is_refused_before_anything_runs(data_file_bundle
         Bundle.load(b)
     proc = run_cli("verify", "--bundle", str(b), "--backend", "executorch", check=False)
     assert proc.returncode == 2 and "model.ptd" in proc.stderr
+
+
+def test_fp16_onnx_sessions_share_one_copy_of_the_weights(tmp_path):
+    """The default model (9.8 MB of fp32 weights), a random plan whose methods each compute about half the model:
+    folded at load or widened into per-session arenas, every computing session would hold its
+    own fp32 copy; shared, the fp16 bundle needs no more memory than the fp32 one."""
+    from lazydit.runtime.memory import peak_memory
+
+    plan = tmp_path / "plan.json"
+    run_cli("plan", "--policy", "random", "--steps", "6", "--ratio", "0.5", "--out", str(plan))
+    used = {}
+    for name in ("fp32", "fp16"):
+        out = tmp_path / name
+        run_cli(
+            "export", "--plan", str(plan), "--formats", "onnx", "--precision", name, "--no-check", "--out", str(out)
+        )
+        assert len(Bundle.load(out).manifest["methods"]) >= 4  # several sessions, each computing
+        used[name] = peak_memory(str(out), "onnxruntime", 2)["bundle_rss_mb"]
+    assert used["fp16"] < used["fp32"] + 3, used  # one private fp32 copy per session would add about 20 MB
