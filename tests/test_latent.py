@@ -167,9 +167,12 @@ def test_an_official_checkpoint_samples_as_the_official_code_and_says_so_in_the_
     noise = initial_noise(1, (4, 8, 8), 5)
     ours = sample(loaded, noise, torch.tensor([7]), Plan.full(10, 2, sampler=loaded.sampler), 4.0)
     reference = official_ddim(model, noise, 7, 10, 4.0, clip, guided or 4)
-    torch.testing.assert_close(ours, reference, rtol=1e-4, atol=1e-4)
+    # unclamped, this random model's sample grows to a few hundred: fp32 rounding scales with it
+    # (AVX-512 GEMMs differed by 7e-4 at a magnitude of 429), so the tolerance does too
+    tol = 1e-4 * max(1.0, reference.abs().max().item())
+    torch.testing.assert_close(ours, reference, rtol=1e-4, atol=tol)
     other = official_ddim(model, noise, 7, 10, 4.0, not clip, 4 if guided else 3)
-    assert (ours - other).abs().max() > 1e-2  # the other choices are a different sampler
+    assert (ours - other).abs().max() > 100 * tol  # the other choices are a different sampler
     out = tmp_path / "bundle"
     run_cli("export", "--model", str(tmp_path / "DiT-official.pt"), *flags, "--steps", "4", "--formats", "onnx",
             "--out", str(out))  # fmt: skip
