@@ -9,6 +9,7 @@ import gc
 import hashlib
 import json
 import logging
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,7 +76,6 @@ def _export_program(module: nn.Module, example: tuple[torch.Tensor, ...]) -> tor
 
 # --- ONNX -------------------------------------------------------------------------------------
 ONNX_INLINE_LIMIT = 1024  # bytes; smaller constants stay inline (onnxruntime's shape inference reads them)
-ONNX_PROTO_LIMIT = 1 << 30  # bytes; past it a graph is saved with external data (protobuf stops at 2 GB)
 
 
 @register_format("onnx")
@@ -111,7 +111,11 @@ def onnx_models(job: ExportJob, names: list[str], out: Path) -> dict:
             if job.precision == "fp16":
                 model = _fp16_weights(model)
             elif job.precision == "int8":
-                model = _int8_weights(model)
+                with tempfile.TemporaryDirectory(prefix="lazydit-int8-") as tmp:
+                    src = _float_for_quantizer(model, Path(tmp))
+                    del model  # the saved file is the only float copy the quantizer needs
+                    gc.collect()
+                    model = _int8_weights(src)
             models[g.name] = _weights_to_parts(model, out / PARTS)
             del model
             gc.collect()  # the exporter's graphs are cyclic: free each one's weights now, not later
@@ -188,31 +192,37 @@ def _logging_level(level: int):
         root.setLevel(before)
 
 
-def _int8_weights(model):
+def _float_for_quantizer(model, folder: Path) -> Path:
+    """The float graph saved for onnxruntime's quantizer, which reads a file. Its weights go to
+    an external data file: past 2 GB (a DiT-XL/2 step graph) protobuf cannot serialise them
+    inline, nor even measure the message."""
+    import onnx
+
+    del model.graph.value_info[:]  # the quantizer infers shapes afresh (stale entries make it fail)
+    src = folder / "float.onnx"
+    onnx.save_model(model, src, save_as_external_data=True, location="float.onnx.data")
+    return src
+
+
+def _int8_weights(src: Path):
     """onnxruntime's dynamic quantization: per-channel int8 weights of every MatMul/Gemm (7-bit
     range), activations quantized per call (DynamicQuantizeLinear + MatMulInteger)."""
-    import tempfile
-
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    del model.graph.value_info[:]  # the quantizer infers shapes afresh (stale entries make it fail)
-    with tempfile.TemporaryDirectory(prefix="lazydit-int8-") as tmp:
-        src, dst = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
-        large = model.ByteSize() > ONNX_PROTO_LIMIT
-        onnx.save_model(model, src, save_as_external_data=large)
-        # its advice to pre-process (shape inference, fusions) is logged once per graph at WARNING
-        with _logging_level(logging.ERROR):
-            quantize_dynamic(
-                src,
-                dst,
-                op_types_to_quantize=["MatMul", "Gemm"],
-                per_channel=True,
-                reduce_range=True,  # 7-bit weights: x86's u8 x s8 dot products saturate at 8 bits (12 dB without)
-                weight_type=QuantType.QInt8,
-                use_external_data_format=large,
-            )
-        return onnx.load_model(dst)
+    dst = src.with_name("int8.onnx")
+    # its advice to pre-process (shape inference, fusions) is logged once per graph at WARNING
+    with _logging_level(logging.ERROR):
+        quantize_dynamic(
+            src,
+            dst,
+            op_types_to_quantize=["MatMul", "Gemm"],
+            per_channel=True,
+            reduce_range=True,  # 7-bit weights: x86's u8 x s8 dot products saturate at 8 bits (12 dB without)
+            weight_type=QuantType.QInt8,
+            use_external_data_format=True,
+        )
+    return onnx.load_model(dst)
 
 
 def save_onnx(models: dict, metadata: dict[str, str], out: Path) -> dict:
