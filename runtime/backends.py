@@ -240,9 +240,16 @@ class ExecuTorchBackend(Backend):
         self._count(method, "outputs")
 
     def run(self, method: str, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        # golden arrays are read-only views of the file; torch wants writable memory (copied only then)
-        tensors = tuple(self.torch.from_numpy(np.require(a, requirements=("C", "W"))) for a in inputs)
+        # golden arrays are read-only views of the file; torch wants writable memory (copied only
+        # then; np.require itself costs more than the conversion, so it is called only then)
+        tensors = tuple(
+            self.torch.from_numpy(a if _writable(a) else np.require(a, requirements=("C", "W"))) for a in inputs
+        )
         return [o.numpy() for o in self.module.run_method(self.names[method], tensors)]
+
+
+def _writable(a: np.ndarray) -> bool:
+    return a.flags.c_contiguous and a.flags.writeable
 
 
 @register_backend("coreml")
