@@ -59,6 +59,7 @@ def newton_coefficients(step: int, computed: list[int]) -> tuple[float, ...]:
 
 
 def check_order(order: int) -> None:
+    """Refuse an order no cache table is kept for (the exporter carries differences up to order 3)."""
     if isinstance(order, bool) or not isinstance(order, int) or not 1 <= order <= MAX_ORDER:
         raise PlanError(f"forecast order {order!r} is outside 1-{MAX_ORDER}; pick 1, 2 or 3")
 
