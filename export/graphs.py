@@ -8,14 +8,20 @@ a computed branch; a run of consecutive skipped branches, which is weightless; f
 the plan, so that a backend can compile each piece once for every step that uses it, and a
 skipped branch costs only its multiply-add.
 
-Cache liveness, per (block, module): a graph reads ``cache:<b>.<m>`` only for a module it
-reuses or forecasts, and reads ``cache:<b>.<m>.slope`` only to forecast. A computing step writes
-the fresh output only if a later step reads it before the module computes again, and writes the
-slope (fresh - previous output, per step) only if a forecast before the next compute needs it;
-to do so it reads the previous output. A forecast is ``last + (k - k_last) * slope``: the
-first-order extrapolation from the two last computed outputs, with every coefficient fixed by
-the plan. (Storing the slope rather than the previous output keeps every output a computed
-tensor: Core ML cannot return an input unchanged.)
+A module's cache is its Newton table at its last compute t0 (earlier computes t1, t2, t3):
+``cache:<b>.<m>`` the output f[t0], ``cache:<b>.<m>.slope`` the first divided difference
+f[t0, t1], ``cache:<b>.<m>.d2`` and ``.d3`` the second and third, f[t0, ..., ti]. A forecast of
+order k at step s is ``f[t0] + sum_i c_i * f[t0, ..., ti]`` for i = 1..k with
+``c_i = (s - t0) ... (s - t(i-1))``: the polynomial through the k + 1 last computed outputs, every
+coefficient fixed by the plan (order 1 is ``last + (s - t0) * slope``).
+
+Cache liveness, per (block, module): a graph reads ``cache:<b>.<m>`` for a module it reuses,
+and the table up to order k for one it forecasts to order k. A computing step outputs the table
+up to the highest order that a later step reads before the module computes again, where the
+next compute reads order i - 1 to form its order i: ``d_i = (d_(i-1) - old d_(i-1)) / (t0 - ti)``.
+So it reads the old table below that order, and outputs nothing when no later step reads it.
+(Storing divided differences rather than earlier outputs keeps every output a computed tensor:
+Core ML cannot return an input unchanged.)
 """
 
 from __future__ import annotations
@@ -29,13 +35,14 @@ from torch import nn
 
 from lazydit.diffusion import SamplerSettings
 from lazydit.model import MODULES, DiT, DiTBlock, modulate, timestep_frequencies, unpatchify
-from lazydit.plans import COMPUTE, FORECAST, REUSE, Plan
+from lazydit.plans import COMPUTE, FORECAST, Plan, newton_coefficients
 
 SCALARS = ("t", "alpha", "alpha_prev")
 
 
-def slot(block: int, module: str, slope: bool = False) -> str:
-    return f"cache:{block}.{module}" + (".slope" if slope else "")
+def slot(block: int, module: str, order: int = 0) -> str:
+    """The slot of a module's divided difference of ``order`` (0: its last computed output)."""
+    return f"cache:{block}.{module}" + ("", ".slope", ".d2", ".d3")[order]
 
 
 def io_name(slot_name: str, output: bool = False) -> str:
@@ -47,10 +54,15 @@ def io_name(slot_name: str, output: bool = False) -> str:
 @dataclass(frozen=True)
 class CellSpec:
     action: str
-    coef: float = 0.0  # forecast: steps since the last compute
-    write_last: bool = False  # computing step outputs its fresh value
-    write_slope: bool = False  # computing step outputs (fresh - previous) * inv_span
-    inv_span: float = 0.0  # 1 / steps between this compute and the previous one
+    coefs: tuple[float, ...] = ()  # forecast: the Newton coefficient of each divided difference, orders 1..k
+    writes: int = -1  # computing step outputs its divided differences of orders 0..writes (-1: none)
+    inv_spans: tuple[float, ...] = ()  # computing: 1 / (this compute - the i-th previous one), i = 1..writes
+
+    def reads(self) -> range:
+        """The orders of the module's cached table this cell reads."""
+        if self.action == COMPUTE:
+            return range(max(self.writes, 0))  # the old table, to form the new one
+        return range(len(self.coefs) + 1)
 
 
 @dataclass
@@ -68,20 +80,14 @@ class StepSpec:
         names = [("x", "x"), ("y", "y"), ("cfg_scale", "cfg_scale")] + [(s, s) for s in SCALARS]
         for b, row in enumerate(self.cells):
             for m, cell in zip(MODULES, row):
-                if cell.action in (REUSE, FORECAST) or cell.write_slope:
-                    names.append((io_name(slot(b, m)), slot(b, m)))
-                if cell.action == FORECAST:
-                    names.append((io_name(slot(b, m, True)), slot(b, m, True)))
+                names += [(io_name(slot(b, m, i)), slot(b, m, i)) for i in cell.reads()]
         return names
 
     def outputs(self) -> list[tuple[str, str]]:
         names = [("x_next", "x")]
         for b, row in enumerate(self.cells):
             for m, cell in zip(MODULES, row):
-                if cell.write_last:
-                    names.append((io_name(slot(b, m), True), slot(b, m)))
-                if cell.write_slope:
-                    names.append((io_name(slot(b, m, True), True), slot(b, m, True)))
+                names += [(io_name(slot(b, m, i), True), slot(b, m, i)) for i in range(cell.writes + 1)]
         return names
 
     @property
@@ -91,27 +97,30 @@ class StepSpec:
 
 def step_specs(plan: Plan) -> list[StepSpec]:
     """Liveness analysis: which cache values each step must read and write."""
-    depth = plan.depth
-    cells = [[[None, None] for _ in range(depth)] for _ in range(plan.steps)]
-    for b in range(depth):
+    cells = [[[None, None] for _ in range(plan.depth)] for _ in range(plan.steps)]
+    for b in range(plan.depth):
         for mi, m in enumerate(MODULES):
-            actions = [plan.action(k, b, m) for k in range(plan.steps)]
-            computes = [k for k, a in enumerate(actions) if a == COMPUTE]
-            for j, k in enumerate(computes):
-                nxt = computes[j + 1] if j + 1 < len(computes) else plan.steps
-                between = actions[k + 1 : nxt]
-                write_slope = FORECAST in between
-                # the next compute reads this value to form its slope if a forecast follows it
-                nxt_end = computes[j + 2] if j + 2 < len(computes) else plan.steps
-                read_by_next = j + 1 < len(computes) and FORECAST in actions[nxt + 1 : nxt_end]
-                write_last = any(a in (REUSE, FORECAST) for a in between) or read_by_next
-                inv_span = 1.0 / (k - computes[j - 1]) if write_slope else 0.0
-                cells[k][b][mi] = CellSpec(COMPUTE, write_last=write_last, write_slope=write_slope, inv_span=inv_span)
-            for k, a in enumerate(actions):
-                if a != COMPUTE:
-                    coef = float(k - plan.last_computed(k, b, m, 1)[0]) if a == FORECAST else 0.0
-                    cells[k][b][mi] = CellSpec(a, coef=coef)
+            computes = [k for k in range(plan.steps) if plan.action(k, b, m) == COMPUTE]
+            for j, (k, top) in enumerate(zip(computes, _table_orders(plan, b, m, computes))):
+                spans = tuple(1.0 / (k - computes[j - i]) for i in range(1, top + 1))
+                cells[k][b][mi] = CellSpec(COMPUTE, writes=top, inv_spans=spans)
+            for k in (k for k in range(plan.steps) if plan.action(k, b, m) != COMPUTE):
+                order = plan.order(k, b, m)
+                coefs = newton_coefficients(k, plan.last_computed(k, b, m, order + 1)) if order else ()
+                cells[k][b][mi] = CellSpec(plan.action(k, b, m), coefs=coefs)
     return [StepSpec(tuple(tuple(row) for row in step)) for step in cells]
+
+
+def _table_orders(plan: Plan, block: int, module: str, computes: list[int]) -> list[int]:
+    """For each compute of the module, the highest divided difference it must output (-1: none):
+    what the skips before the next compute read (a reuse order 0, a forecast its order), and one
+    below what the next compute outputs (it forms its order i from this one's i - 1)."""
+    tops = [-1] * len(computes)
+    for j in range(len(computes) - 1, -1, -1):
+        end = computes[j + 1] if j + 1 < len(computes) else plan.steps
+        reads = [plan.order(k, block, module) for k in range(computes[j] + 1, end)]
+        tops[j] = max([-1, *reads, tops[j + 1] - 1 if j + 1 < len(computes) else -1])
+    return tops
 
 
 @dataclass(frozen=True)
@@ -301,39 +310,43 @@ class BranchPiece(_Piece):
         return a.proj(out)
 
 
-# A skipped cell in a run: (cell index, forecast coefficient or None for a plain reuse)
-RunCell = tuple[int, float | None]
+# A skipped cell in a run: (cell index, the forecast's Newton coefficients, or None for a reuse)
+RunCell = tuple[int, tuple[float, ...] | None]
 
 
 class SkipRun(_Piece):
     """Consecutive skipped branches of one step as one weightless piece:
-    (tokens, *per branch: gate, value[, slope]) -> tokens + sum of gate * value, where a reused
-    branch's value is its cached output and a forecast one's ``last + coef * slope`` (the
-    coefficient fixed). It does not depend on where in the model the run is: every run with the
-    same actions and coefficients is the same piece."""
+    (tokens, *per branch: gate, value[, d1, ..., dk]) -> tokens + sum of gate * value, where a
+    reused branch's value is its cached output and a forecast one's
+    ``last + c1 * d1 + ... + ck * dk`` (the coefficients fixed). It does not depend on where in
+    the model the run is: every run with the same actions and coefficients is the same piece."""
 
-    def __init__(self, coefs: tuple[float | None, ...]):
+    def __init__(self, coefs: tuple[tuple[float, ...] | None, ...]):
         super().__init__()
         self.coefs = coefs
 
     @property
     def arity(self) -> int:
-        return sum(2 if coef is None else 3 for coef in self.coefs)
+        return sum(2 + len(c or ()) for c in self.coefs)
 
     def forward(self, tokens: torch.Tensor, *operands: torch.Tensor) -> tuple[torch.Tensor]:
         i = 0
-        for coef in self.coefs:
+        for coefs in self.coefs:
             gate, value = operands[i], operands[i + 1]
-            if coef is not None:
-                value = value + coef * operands[i + 2]
-            i += 2 if coef is None else 3
+            for order, coef in enumerate(coefs or (), start=1):
+                value = value + coef * operands[i + 1 + order]
+            i += 2 + len(coefs or ())
             tokens = tokens + gate * value
         return (tokens,)
 
     @staticmethod
     def key(cells: tuple[RunCell, ...]) -> str:
-        """A module name for the run: r (reuse) or f<coef> (forecast) per branch."""
-        return "_".join("r" if c is None else "f" + f"{c:g}".replace(".", "p").replace("-", "m") for _, c in cells)
+        """A module name for the run: r (reuse) or f<c1>[x<c2>...] (forecast) per branch."""
+        return "_".join("r" if c is None else "f" + "x".join(_number(v) for v in c) for _, c in cells)
+
+
+def _number(value: float) -> str:
+    return f"{value:g}".replace(".", "p").replace("-", "m").replace("+", "")
 
 
 class FinishPiece(_Piece):
@@ -416,8 +429,8 @@ class Pieces(nn.Module):
         if kind == "runs":
             # one tensor per input: torch.export treats a tensor passed twice as one aliased input
             operands = []
-            for coef in self.runs[key].coefs:
-                operands += [gate.clone(), tokens.clone()] + ([tokens.clone()] if coef is not None else [])
+            for coefs in self.runs[key].coefs:
+                operands += [gate.clone(), tokens.clone()] + [tokens.clone() for _ in coefs or ()]
             return (tokens, *operands)
         return {
             "embed": (x, one, cond),
@@ -464,7 +477,7 @@ class StepGraph(nn.Module):
                         pending = []
                     chain.append(("compute", (b, m)))
                 else:
-                    pending.append((cell_index(b, m), cell.coef if cell.action == FORECAST else None))
+                    pending.append((cell_index(b, m), cell.coefs if cell.action == FORECAST else None))
         if pending:
             chain.append(("runs", tuple(pending)))
         return chain
@@ -481,11 +494,21 @@ class StepGraph(nn.Module):
             names.append(f"compute.{piece_key(*what)}" if kind == "compute" else f"runs.{SkipRun.key(what)}")
         return names
 
+    def _table(self, block: int, module: str, cell: CellSpec, out: torch.Tensor, feed: dict) -> dict:
+        """A computing cell's new divided differences, orders 0..``cell.writes``, each from the
+        one below it and the old table's: ``(new d(i-1) - old d(i-1)) / (t0 - ti)``."""
+        dt, written, value = self.pieces.dtype, {}, out
+        for i in range(cell.writes + 1):
+            if i:
+                value = (value - feed[io_name(slot(block, module, i - 1))].to(dt)) * cell.inv_spans[i - 1]
+            written[io_name(slot(block, module, i), True)] = value.to(self.cache_dtype)
+        return written
+
     def forward(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
         feed = dict(zip(self.input_names, args))
         x, y = feed["x"], feed["y"]
         pieces = self.pieces
-        dt, cache_dt = pieces.dtype, self.cache_dtype  # casts between equal dtypes trace to nothing
+        dt = pieces.dtype  # casts between equal dtypes trace to nothing
         y_emb = self.labels(torch.cat([y, torch.full_like(y, self.null_class)])).to(dt)
         tokens, s, *gates = pieces.embed(x, feed["t"], y_emb)
         written: dict[str, torch.Tensor] = {}
@@ -493,21 +516,16 @@ class StepGraph(nn.Module):
         for kind, what in self.chain:
             if kind == "runs":
                 operands = []
-                for index, coef in what:
+                for index, coefs in what:
                     b, m = divmod(index, 2)
-                    operands += [gates[index], feed[io_name(slot(b, MODULES[m]))].to(dt)]
-                    if coef is not None:
-                        operands.append(feed[io_name(slot(b, MODULES[m], True))].to(dt))
+                    operands.append(gates[index])
+                    operands += [feed[io_name(slot(b, MODULES[m], i))].to(dt) for i in range(len(coefs or ()) + 1)]
                 tokens = pieces.runs[SkipRun.key(what)](tokens, *operands)[0]
                 continue
             b, m = what
             cell = cells[b][MODULES.index(m)]
             tokens, out = pieces.compute[piece_key(b, m)](tokens, s, gates[cell_index(b, m)])
-            if cell.write_last:
-                written[io_name(slot(b, m), True)] = out.to(cache_dt)
-            if cell.write_slope:
-                slope = (out - feed[io_name(slot(b, m))].to(dt)) * cell.inv_span
-                written[io_name(slot(b, m, True), True)] = slope.to(cache_dt)
+            written.update(self._table(b, m, cell, out, feed))
         x_next = pieces.finish(tokens, s, x, feed["cfg_scale"], feed["alpha"], feed["alpha_prev"])[0]
         return (x_next, *(written[n] for n in self.output_names[1:]))
 

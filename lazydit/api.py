@@ -83,7 +83,7 @@ def generate_set(source: ModelSource, config: SamplingConfig) -> tuple[np.ndarra
         config.seed,
         config.cfg_scale,
         decider_factory=_decider_factory(config, loaded.dit, plan),
-        dynamic_forecast=config.dynamic_forecast,
+        dynamic_forecast=config.forecast_order,
     )
     return to_pictures(loaded, samples), labels.numpy(), per_image, plan
 

@@ -31,6 +31,7 @@ class Row:
     ratio: float | None = None
     interval: int | None = None
     forecast: bool = False
+    forecast_order: int = 1
     dynamic: bool = False
     params: dict = field(default_factory=dict)
 
@@ -301,6 +302,7 @@ def row_plan(model: DiT, row: Row) -> Plan:
             budget=row.params.get("budget", "global"),
             gates=gates,
             forecast=row.forecast,
+            forecast_order=row.forecast_order,
         ),
     )
 

@@ -16,44 +16,57 @@ import torch
 
 from .diffusion import DDIMSchedule
 from .model import MODULES, DiT
-from .plans import COMPUTE, FORECAST, Plan
+from .plans import COMPUTE, MAX_ORDER, Plan, PlanError
 
 
 @dataclass
 class ModuleCache:
-    last: torch.Tensor
-    prev: torch.Tensor
-    k1: torch.Tensor  # step of ``last`` per row, -1 if none
-    k0: torch.Tensor  # step of ``prev`` per row, -1 if none
+    """A module's last computed outputs per row, newest first, with the steps that made them
+    (-1 where a row has computed fewer times): enough for a forecast of order ``len(outs) - 1``."""
+
+    outs: list[torch.Tensor]
+    steps: torch.Tensor  # [rows, len(outs)]
 
     @classmethod
-    def empty(cls, like: torch.Tensor) -> ModuleCache:
+    def empty(cls, like: torch.Tensor, depth: int = 2) -> ModuleCache:
         rows = like.shape[0]
-        return cls(
-            torch.zeros_like(like),
-            torch.zeros_like(like),
-            torch.full((rows,), -1, dtype=torch.long),
-            torch.full((rows,), -1, dtype=torch.long),
-        )
+        return cls([torch.zeros_like(like) for _ in range(depth)], torch.full((rows, depth), -1, dtype=torch.long))
 
     def push(self, step: int, fresh: torch.Tensor, rows: torch.Tensor | None = None) -> None:
         if rows is None:
-            self.prev, self.last = self.last, fresh
-            self.k0, self.k1 = self.k1, torch.full_like(self.k1, step)
+            self.outs = [fresh, *self.outs[:-1]]
+            self.steps = torch.cat([torch.full_like(self.steps[:, :1], step), self.steps[:, :-1]], dim=1)
             return
-        self.prev[rows] = self.last[rows]
-        self.last[rows] = fresh
-        self.k0[rows] = self.k1[rows]
-        self.k1[rows] = step
+        for i in range(len(self.outs) - 1, 0, -1):
+            self.outs[i][rows] = self.outs[i - 1][rows]
+        self.outs[0][rows] = fresh
+        self.steps[rows] = torch.cat([torch.full_like(self.steps[rows, :1], step), self.steps[rows, :-1]], dim=1)
 
-    def estimate(self, step: int, forecast: bool) -> torch.Tensor:
-        """Reuse the last output, or extrapolate it to first order where two computes exist."""
-        if not forecast:
-            return self.last
-        have_two = self.k0 >= 0
-        span = (self.k1 - self.k0).clamp_min(1).to(self.last.dtype)
-        coef = torch.where(have_two, (step - self.k1).to(self.last.dtype) / span, torch.zeros_like(span))
-        return self.last + coef.view(-1, 1, 1) * (self.last - self.prev)
+    def estimate(self, step: int, order: int) -> torch.Tensor:
+        """Reuse the last output (order 0), or forecast it: the Newton polynomial through the
+        order + 1 last computes, lowered per row to the computes the row has (a row with one
+        compute reuses it)."""
+        last, prev = self.outs[0], self.outs[1]
+        if order == 0:
+            return last
+        k1, k0 = self.steps[:, 0], self.steps[:, 1]
+        span = (k1 - k0).clamp_min(1).to(last.dtype)
+        coef = torch.where(k0 >= 0, (step - k1).to(last.dtype) / span, torch.zeros_like(span))
+        out = last + coef.view(-1, 1, 1) * (last - prev)
+        return out + self._higher_terms(step, order) if order > 1 else out
+
+    def _higher_terms(self, step: int, order: int) -> torch.Tensor:
+        """The Newton terms of orders 2..``order``: prod_{j<i} (step - t_j) * f[t_0, ..., t_i]."""
+        t = self.steps.to(self.outs[0].dtype)
+        level, weight, total = list(self.outs[: order + 1]), step - t[:, 0], 0.0
+        for i in range(1, order + 1):
+            spans = [(t[:, j] - t[:, j + i]).clamp_min(1).view(-1, 1, 1) for j in range(len(level) - 1)]
+            level = [(level[j] - level[j + 1]) / spans[j] for j in range(len(level) - 1)]
+            if i >= 2:
+                weight = weight * (step - t[:, i - 1])
+                used = torch.where(self.steps[:, i] >= 0, weight, torch.zeros_like(weight))
+                total = total + used.view(-1, 1, 1) * level[0]
+        return total
 
 
 # A decider sees (step, block, module, modulated input) and returns a bool per *pair* row
@@ -76,11 +89,15 @@ def sample(
     plan: Plan,
     cfg_scale: float = 1.5,
     decider: Decider | None = None,
-    dynamic_forecast: bool = False,
+    dynamic_forecast: int = 0,
     on_step: Callable[[StepRecord], None] | None = None,
 ) -> torch.Tensor:
-    """Run DDIM over ``plan``; returns the final samples in [-1, 1]."""
+    """Run DDIM over ``plan``; returns the final samples in [-1, 1]. ``dynamic_forecast``: the
+    forecast order of the modules a ``decider`` skips (0 reuses them; ``True`` is order 1)."""
     plan.check_model(model.config)
+    if not 0 <= int(dynamic_forecast) <= MAX_ORDER:
+        raise PlanError(f"dynamic forecast order {dynamic_forecast} is outside 0-{MAX_ORDER} (0 reuses)")
+    depth = max(2, plan.max_order + 1, int(dynamic_forecast) + 1)
     schedule = DDIMSchedule(plan.steps)
     batch = noise.shape[0]
     x = noise.clone()
@@ -100,10 +117,10 @@ def sample(
                 wants = decider(k, b, m, h) if (decider is not None and k > 0) else None
                 if wants is None:
                     wants = torch.full((batch,), action == COMPUTE)
-                    forecast = action == FORECAST
+                    order = plan.order(k, b, m)
                 else:
-                    forecast = dynamic_forecast
-                out = _branch(block, m, h, wants, caches, (b, m), k, forecast)
+                    order = int(dynamic_forecast)
+                out = _branch(block, m, h, wants, caches, (b, m), k, order, depth)
                 computed[(b, m)] = float(wants.float().mean())
                 tokens = tokens + block.gate(m, mods).unsqueeze(1) * out
         eps = model.eps(model.head(tokens, c))
@@ -114,18 +131,18 @@ def sample(
 
 
 def _branch(
-    block, module: str, h: torch.Tensor, wants: torch.Tensor, caches: dict, key, step: int, forecast: bool
+    block, module: str, h: torch.Tensor, wants: torch.Tensor, caches: dict, key, step: int, order: int, depth: int
 ) -> torch.Tensor:
     rows = torch.cat([wants, wants])
     if bool(rows.all()):
         fresh = block.branch(module, h)
         if key not in caches:
-            caches[key] = ModuleCache.empty(fresh)
+            caches[key] = ModuleCache.empty(fresh, depth)
         caches[key].push(step, fresh)
         return fresh
     if key not in caches:
         raise RuntimeError(f"module {key} skipped before it ever computed")
-    out = caches[key].estimate(step, forecast).clone()
+    out = caches[key].estimate(step, order).clone()
     if bool(rows.any()):
         idx = rows.nonzero().squeeze(1)
         fresh = block.branch(module, h[idx])

@@ -42,7 +42,7 @@ from .executor import sample
 from .files import atomic_write
 from .model import MODULES, DiT
 from .options import opt
-from .plans import Plan
+from .plans import MAX_ORDER, Plan
 
 GATE_KINDS = ("lazydit", "router")
 OBJECTIVES = ("local", "trajectory")
@@ -129,6 +129,7 @@ class GateTrainConfig:
     )
     pool: int = opt(512, "trajectory objective: reference trajectories (noise, label, full-compute sample)")
     forecast: bool = opt(False, "trajectory objective: skipped modules are forecast (for plans made with --forecast)")
+    forecast_order: int = opt(1, "with --forecast: the forecast order, 1-3 (the one the plans will use)")
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -142,6 +143,10 @@ class GateTrainConfig:
             raise GateError("gates need at least 2 sampling steps (step 0 never skips)")
         if self.forecast and self.objective != "trajectory":
             raise GateError("--forecast needs the trajectory objective (the local loss has no skip chains to forecast)")
+        if self.forecast_order not in range(1, MAX_ORDER + 1) or (self.forecast_order != 1 and not self.forecast):
+            raise GateError(
+                f"--forecast-order {self.forecast_order}: give --forecast and an order from 1 to {MAX_ORDER}"
+            )
         if self.target_ratio is not None and not 0 < self.target_ratio < (self.steps - 1) / self.steps:
             raise GateError(
                 f"target ratio {self.target_ratio} is out of range for {self.steps} steps "
@@ -227,49 +232,93 @@ class _Rho:
 
 
 def soft_trajectory(
-    model: DiT, gates: LazyGates, noise: torch.Tensor, labels: torch.Tensor, cfg_scale: float, forecast: bool = False
+    model: DiT, gates: LazyGates, noise: torch.Tensor, labels: torch.Tensor, cfg_scale: float, forecast: int = 0
 ) -> tuple[torch.Tensor, list[tuple[str, torch.Tensor]]]:
     """DDIM over every step with soft-lazy modules: ``score * fresh + (1 - score) * estimate``.
 
-    The estimate is the module's previous soft output (reuse) or, with ``forecast``, that output
-    extrapolated one more step along a soft slope. The slope and the age of the last compute are
-    carried as expectations, so with scores of exactly 0 or 1 this is the plan executor with every
-    skipped cell reused or forecast. Returns the final sample and every score."""
+    The estimate is the module's previous soft output (reuse, ``forecast`` 0) or a forecast of
+    order ``forecast`` (``True`` is 1), its ingredients carried as expectations over the gates'
+    choices (:class:`_SoftSlope`, :class:`_SoftHistory`), so with scores of exactly 0 or 1 this is
+    the plan executor with every skipped cell reused or forecast (``Plan.with_forecast(order)``).
+    Returns the final sample and every score."""
     schedule = DDIMSchedule(gates.steps)
     batch = noise.shape[0]
     y_pair = torch.cat([labels, torch.full_like(labels, model.config.num_classes)])
-    x, last, slope, age, scores = noise, {}, {}, {}, []
+    estimator = _SoftHistory if int(forecast) > 1 else _SoftSlope
+    x, caches, scores = noise, {}, []
     for k in range(gates.steps):
         s = schedule.scalars(k)
         tokens, c = model.embed(torch.cat([x, x]), torch.full((2 * batch,), s["t"]), y_pair)
         for b, block in enumerate(model.blocks):
             mods = block.modulation(c)
             for m in MODULES:
-                key = (b, m)
                 h = block.branch_input(m, tokens, mods)
                 fresh = block.branch(m, h)
                 if k == 0:
-                    out, slope[key], age[key] = fresh, torch.zeros_like(fresh), torch.zeros(2 * batch, 1, 1)
+                    out, caches[(b, m)] = fresh, estimator(fresh, int(forecast))
                 else:
                     score = gates.pair_score(k, b, m, h)
                     scores.append((m, score))
                     pair = torch.cat([score, score]).view(-1, 1, 1)
-                    if forecast:
-                        estimate = last[key] + slope[key]
-                        # slope through the last compute: (fresh - value at that compute) / steps since
-                        new_slope = (fresh - last[key] + age[key] * slope[key]) / (age[key] + 1)
-                        slope[key] = pair * new_slope + (1 - pair) * slope[key]
-                        age[key] = (1 - pair) * (age[key] + 1)
-                    else:
-                        estimate = last[key]
-                    out = pair * fresh + (1 - pair) * estimate
-                last[key] = out
+                    out = pair * fresh + (1 - pair) * caches[(b, m)].estimate(k)
+                    caches[(b, m)].push(k, fresh, pair, out)
                 tokens = tokens + block.gate(m, mods).unsqueeze(1) * out
         eps = model.eps(model.head(tokens, c))
         x = model.sampler.update(
             x, model.sampler.guide(eps[:batch], eps[batch:], cfg_scale), s["alpha"], s["alpha_prev"]
         )
     return x, scores
+
+
+class _SoftSlope:
+    """Orders 0 and 1: the previous soft output, for order 1 extrapolated one more step along a
+    soft slope; the slope and the age of the last compute are expectations."""
+
+    def __init__(self, fresh: torch.Tensor, order: int):
+        self.last, self.order = fresh, order
+        self.slope, self.age = torch.zeros_like(fresh), torch.zeros(fresh.shape[0], 1, 1)
+
+    def estimate(self, step: int) -> torch.Tensor:
+        return self.last + self.slope if self.order else self.last
+
+    def push(self, step: int, fresh: torch.Tensor, score: torch.Tensor, out: torch.Tensor) -> None:
+        if self.order:
+            # slope through the last compute: (fresh - value at that compute) / steps since
+            new_slope = (fresh - self.last + self.age * self.slope) / (self.age + 1)
+            self.slope = score * new_slope + (1 - score) * self.slope
+            self.age = (1 - score) * (self.age + 1)
+        self.last = out
+
+
+class _SoftHistory:
+    """Orders 2 and 3: a module's last ``order + 1`` computes as expectations: values, their
+    steps and whether they exist, each mixed ``score * shifted + (1 - score) * kept`` at every
+    step. The steps stay at least one apart (a mix of two such sequences does), so every divided
+    difference is finite; with hard scores this is the executor's cache."""
+
+    def __init__(self, fresh: torch.Tensor, order: int):
+        rows = torch.ones(fresh.shape[0], 1, 1)
+        self.values = [fresh] + [torch.zeros_like(fresh) for _ in range(order)]
+        self.steps = [rows * -float(i) for i in range(order + 1)]
+        self.exists = [rows] + [rows * 0.0 for _ in range(order)]
+
+    def estimate(self, step: int) -> torch.Tensor:
+        """The Newton polynomial through the history at ``step``, term i weighted by entry i existing."""
+        level, weight, out, t = list(self.values), 1.0, self.values[0], self.steps
+        for i in range(1, len(level)):
+            level = [(level[j] - level[j + 1]) / (t[j] - t[j + i]) for j in range(len(level) - 1)]
+            weight = weight * (step - t[i - 1])
+            out = out + self.exists[i] * weight * level[0]
+        return out
+
+    def push(self, step: int, fresh: torch.Tensor, score: torch.Tensor, out: torch.Tensor) -> None:
+        def mix(items: list[torch.Tensor], new: torch.Tensor) -> list[torch.Tensor]:
+            shifted = [new, *items[:-1]]
+            return [score * a + (1 - score) * b for a, b in zip(shifted, items)]
+
+        ones = torch.ones_like(self.exists[0])
+        self.values = mix(self.values, fresh)
+        self.steps, self.exists = mix(self.steps, ones * float(step)), mix(self.exists, ones)
 
 
 def _train_trajectory(model: DiT, config: GateTrainConfig, progress: bool) -> tuple[LazyGates, list[float]]:
@@ -299,7 +348,8 @@ def _train_trajectory(model: DiT, config: GateTrainConfig, progress: bool) -> tu
     bar = tqdm(range(config.iterations), desc=f"gates ddim{steps} (trajectory)", disable=not progress)
     for _ in bar:
         idx = torch.randint(0, config.pool, (config.batch,), generator=gen)
-        final, scores = soft_trajectory(model, gates, noise[idx], labels[idx], config.cfg_scale, config.forecast)
+        order = config.forecast_order if config.forecast else 0
+        final, scores = soft_trajectory(model, gates, noise[idx], labels[idx], config.cfg_scale, order)
         mse = torch.mean((final - targets[idx]) ** 2)
         penalty = sum(rho[m] * s.mean() for m, s in scores)
         loss = mse + penalty

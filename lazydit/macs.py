@@ -1,7 +1,8 @@
 """Analytic multiply-accumulate counts from the model config.
 
 Counted: every matmul and convolution (what dominates a DiT), plus the forecast arithmetic of
-forecasting cells (one subtract and one multiply-add per element, counted as 2 MACs each).
+forecasting cells: per order, one divided difference to keep (a subtract and a scale, at the
+computing step) and one multiply-add, 2 MACs per element, so a forecast of order k costs 2k.
 Elementwise work (norms, activations, softmax) is not counted. Per image means one sample with
 classifier-free guidance: two DiT forwards (class and null class) per step.
 """
@@ -9,7 +10,7 @@ classifier-free guidance: two DiT forwards (class and null class) per step.
 from __future__ import annotations
 
 from .model import DiTConfig
-from .plans import COMPUTE, FORECAST, Plan
+from .plans import COMPUTE, Plan
 
 FREQ_DIM = 256
 
@@ -23,7 +24,7 @@ def module_macs(config: DiTConfig) -> dict[str, int]:
         "adaln": d * 6 * d,
         "attn": 4 * n * d * d + 2 * n * n * d,
         "mlp": 2 * n * d * h,
-        "forecast": 2 * n * d,
+        "forecast": 2 * n * d,  # per forecast order
         "final": d * 2 * d + n * d * p * p * config.out_channels,
     }
 
@@ -34,11 +35,10 @@ def step_macs(config: DiTConfig, plan: Plan, step: int) -> int:
     total = parts["embed"] + parts["final"] + config.depth * parts["adaln"]
     for b in range(config.depth):
         for m in ("attn", "mlp"):
-            action = plan.action(step, b, m)
-            if action == COMPUTE:
+            if plan.action(step, b, m) == COMPUTE:
                 total += parts[m]
-            elif action == FORECAST:
-                total += parts["forecast"]
+            else:
+                total += plan.order(step, b, m) * parts["forecast"]
     return 2 * total
 
 

@@ -5,12 +5,15 @@ runtimes only ever read a plan, never the policy that made it. A cell is
 
 * ``C`` compute the module,
 * ``R`` reuse its cached output as it is,
-* ``F`` forecast it: the last computed output extrapolated to first order from the two last
-  computed outputs (TaylorSeer). The coefficient depends only on which steps computed, so it is
-  fixed when the plan is made and stays exportable.
+* ``F`` (or ``1``), ``2``, ``3`` forecast it to that order: the Newton polynomial through the
+  order + 1 last computed outputs of the module (their divided differences, as TaylorSeer
+  keeps them), evaluated at this step. Its coefficients depend only on which steps computed,
+  so they are fixed when the plan is made and stay exportable; an order-k forecast needs k + 1
+  earlier computes of its module.
 
 On disk a plan is JSON with one string per step and one two-letter code per block (attention
-then MLP), e.g. ``"CC RC CR ..."``.
+then MLP), e.g. ``"CC RC CF C2 ..."``. An order-1 forecast is written ``F``; version-1 plans
+(before forecast orders) use only ``C``, ``R`` and ``F`` and still load.
 """
 
 from __future__ import annotations
@@ -26,12 +29,39 @@ from .model import MODULES, DiTConfig
 
 COMPUTE, REUSE, FORECAST = "C", "R", "F"
 ACTIONS = (COMPUTE, REUSE, FORECAST)
+MAX_ORDER = 3
+# a cell letter -> its forecast order (0: compute or reuse); "F" and "1" are both order 1
+ORDERS = {COMPUTE: 0, REUSE: 0, FORECAST: 1, "1": 1, "2": 2, "3": 3}
 PLAN_FORMAT = "lazydit-plan"
-PLAN_VERSION = 1
+PLAN_VERSION = 2
+READS_VERSIONS = (1, 2)  # version 1: forecasts of order 1 only
 
 
 class PlanError(ValueError):
     """A plan that cannot be used; the message says what is wrong and what to do."""
+
+
+def forecast_code(order: int) -> str:
+    """The cell letter of a forecast of ``order`` (``F`` for order 1, as version-1 plans wrote it)."""
+    check_order(order)
+    return FORECAST if order == 1 else str(order)
+
+
+def newton_coefficients(step: int, computed: list[int]) -> tuple[float, ...]:
+    """The weights of the divided differences f[t0, t1], ..., f[t0, ..., tk] in the Newton
+    polynomial through the computes ``computed`` (newest first, t0 > t1 > ...) evaluated at
+    ``step``: ``c_i = (step - t0) ... (step - t(i-1))``. They depend only on the steps."""
+    coefs, weight = [], 1.0
+    for t in computed[:-1]:
+        weight *= float(step - t)
+        coefs.append(weight)
+    return tuple(coefs)
+
+
+def check_order(order: int) -> None:
+    """Refuse an order no cache table is kept for (the exporter carries differences up to order 3)."""
+    if isinstance(order, bool) or not isinstance(order, int) or not 1 <= order <= MAX_ORDER:
+        raise PlanError(f"forecast order {order!r} is outside 1-{MAX_ORDER}; pick 1, 2 or 3")
 
 
 @dataclass
@@ -45,6 +75,9 @@ class Plan:
     sampler: SamplerSettings = PIXEL_SAMPLER  # clamp x0 or not, guided channels: baked into every step
 
     def __post_init__(self) -> None:
+        # "1" is an alias of "F": one spelling per order in memory and on disk
+        if all(isinstance(row, list) and all(isinstance(c, str) for c in row) for row in self.cells):
+            self.cells = [[c.replace("1", FORECAST) for c in row] for row in self.cells]
         self.validate()
 
     # construction ---------------------------------------------------------------------------
@@ -63,7 +96,18 @@ class Plan:
 
     # access ---------------------------------------------------------------------------------
     def action(self, step: int, block: int, module: str) -> str:
-        return self.cells[step][block][MODULES.index(module)]
+        """``C``, ``R`` or ``F`` (a forecast of any order: see :meth:`order`)."""
+        code = self.cells[step][block][MODULES.index(module)]
+        return FORECAST if ORDERS[code] else code
+
+    def order(self, step: int, block: int, module: str) -> int:
+        """The forecast order of a cell, 0 for a compute or a reuse."""
+        return ORDERS[self.cells[step][block][MODULES.index(module)]]
+
+    @property
+    def max_order(self) -> int:
+        """The highest forecast order in the plan (0 if it forecasts nothing)."""
+        return max((ORDERS[c] for row in self.cells for code in row for c in code), default=0)
 
     def skipped_cells(self) -> list[tuple[int, int, str]]:
         return [
@@ -74,7 +118,7 @@ class Plan:
             if self.action(k, b, m) != COMPUTE
         ]
 
-    def last_computed(self, step: int, block: int, module: str, count: int = 2) -> list[int]:
+    def last_computed(self, step: int, block: int, module: str, count: int = MAX_ORDER + 1) -> list[int]:
         """The most recent steps before ``step`` that compute this module, newest first."""
         found = []
         for k in range(step - 1, -1, -1):
@@ -88,23 +132,23 @@ class Plan:
     def lazy_ratio(self) -> float:
         return len(self.skipped_cells()) / (self.steps * self.depth * len(MODULES))
 
-    def with_forecast(self) -> Plan:
-        """Every skipped cell that has two earlier computes to extrapolate from becomes a forecast."""
-        cells = []
-        for k in range(self.steps):
-            row = []
-            for b in range(self.depth):
-                row.append(
-                    "".join(
-                        FORECAST
-                        if self.action(k, b, m) != COMPUTE and len(self.last_computed(k, b, m)) == 2
-                        else self.action(k, b, m)
-                        for m in MODULES
-                    )
-                )
-            cells.append(row)
-        params = {**self.params, "forecast": True}
+    def with_forecast(self, order: int = 1) -> Plan:
+        """Every skipped cell becomes a forecast of ``order``, or of the highest order its earlier
+        computes allow (TaylorSeer's warm-up: order j needs j + 1 of them); a cell with fewer
+        than two stays a reuse."""
+        check_order(order)
+        cells = [
+            ["".join(self._forecast_cell(k, b, m, order) for m in MODULES) for b in range(self.depth)]
+            for k in range(self.steps)
+        ]
+        params = {**self.params, "forecast": True, **({"forecast_order": order} if order > 1 else {})}
         return Plan(self.steps, self.depth, cells, self.policy, params, dict(self.base), self.sampler)
+
+    def _forecast_cell(self, step: int, block: int, module: str, order: int) -> str:
+        if self.action(step, block, module) == COMPUTE:
+            return COMPUTE
+        usable = min(order, len(self.last_computed(step, block, module, order + 1)) - 1)
+        return forecast_code(usable) if usable >= 1 else REUSE
 
     # checks ---------------------------------------------------------------------------------
     def validate(self) -> None:
@@ -118,16 +162,17 @@ class Plan:
             if len(row) != self.depth:
                 raise PlanError(f"step {k} lists {len(row)} blocks but the plan declares depth {self.depth}")
             for b, code in enumerate(row):
-                if len(code) != 2 or any(c not in ACTIONS for c in code):
-                    raise PlanError(
-                        f"step {k} block {b}: bad cell {code!r}; use two of C (compute), R (reuse), F (forecast)"
-                    )
+                _check_code(k, b, code)
         if any(c != "CC" for c in self.cells[0]):
             raise PlanError("step 0 cannot skip: there is no cache yet")
         for k, b, m in self.skipped_cells():
-            have = len(self.last_computed(k, b, m))
-            if self.action(k, b, m) == FORECAST and have < 2:
-                raise PlanError(f"step {k} block {b} {m}: forecast needs two earlier computes, found {have}")
+            order = self.order(k, b, m)
+            have = len(self.last_computed(k, b, m, order + 1))
+            if order and have < order + 1:
+                raise PlanError(
+                    f"step {k} block {b} {m}: a forecast of order {order} needs {order + 1} earlier computes "
+                    f"of this module, found {have}; compute it at an earlier step or lower the order"
+                )
 
     def check_model(self, config: DiTConfig, steps: int | None = None) -> None:
         if self.depth != config.depth:
@@ -159,10 +204,13 @@ class Plan:
         """``policies``: the policy names the caller accepts (the plan knows no policy itself)."""
         if not isinstance(data, dict) or data.get("format") != PLAN_FORMAT:
             raise PlanError(f'not a lazydit plan (expected "format": "{PLAN_FORMAT}")')
-        if data.get("version") != PLAN_VERSION:
-            raise PlanError(f"plan version {data.get('version')} is not supported (this lazydit reads {PLAN_VERSION})")
+        version = data.get("version")
+        if version not in READS_VERSIONS:
+            raise PlanError(f"plan version {version} is not supported (this lazydit reads versions {READS_VERSIONS})")
         if policies is not None and data.get("policy") not in policies:
             raise PlanError(f"unknown policy {data.get('policy')!r}; known: {sorted(policies)}")
+        if version == 1 and any(ch.isdigit() for row in data.get("cells", []) for ch in str(row)):
+            raise PlanError("a version-1 plan forecasts to order 1 only (F); forecast orders need a version-2 plan")
         sampler = data.get("sampler", {})
         if sampler.get("name") != "ddim" or sampler.get("eta", 0.0) != 0.0:
             raise PlanError(f"plan sampler {sampler} is not supported: lazydit samples with DDIM, eta 0")
@@ -195,3 +243,17 @@ class Plan:
             return cls.from_dict(data, policies)
         except PlanError as err:
             raise PlanError(f"{path}: {err}") from err
+
+
+def _check_code(step: int, block: int, code: str) -> None:
+    """A cell is two letters, attention then MLP; a digit outside 1-3 is a forecast order out of range."""
+    if not isinstance(code, str) or len(code) != 2 or any(c not in ORDERS and not c.isdigit() for c in code):
+        raise PlanError(
+            f"step {step} block {block}: bad cell {code!r}; use two of C (compute), R (reuse), "
+            f"F or 1, 2, 3 (forecast of that order)"
+        )
+    for c in code:
+        if c not in ORDERS:
+            raise PlanError(
+                f"step {step} block {block}: cell {code!r} asks for a forecast of order {c}, outside 1-{MAX_ORDER}"
+            )

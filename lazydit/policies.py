@@ -11,7 +11,7 @@ import torch
 from .checkpoints import weights_hash
 from .model import MODULES, DiT
 from .options import opt
-from .plans import Plan, PlanError
+from .plans import Plan, PlanError, check_order
 from .registry import Registry
 
 
@@ -22,6 +22,9 @@ class PlanRequest:
     threshold: float | None = opt(None, "lazydit/l2c: skip cells whose mean score is below this")
     interval: int | None = opt(None, "fora: recompute every n-th step")
     forecast: bool = opt(False, "forecast skipped modules instead of reusing them")
+    forecast_order: int = opt(
+        1, "with --forecast: Taylor order of the forecasts, 1-3 (lower where fewer modules computed before)"
+    )
     gates: str | None = opt(None, "gate file (default: the shipped gates for --steps)")
     calib_per_class: int = opt(4, "lazydit calibration trajectories per class")
     budget: str = opt(
@@ -37,10 +40,13 @@ register_policy = POLICIES.register
 
 
 def make_plan(name: str, model: DiT, request: PlanRequest) -> Plan:
+    check_order(request.forecast_order)
+    if request.forecast_order != 1 and not request.forecast:
+        raise PlanError(f"--forecast-order {request.forecast_order} needs --forecast")
     plan = POLICIES[name](model, request)
     plan.base = {"name": model.config.name, "weights_hash": weights_hash(model)}
     plan.sampler = model.sampler
-    return plan.with_forecast() if request.forecast else plan
+    return plan.with_forecast(request.forecast_order) if request.forecast else plan
 
 
 def load_plan(path: str | Path) -> Plan:

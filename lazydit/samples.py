@@ -18,7 +18,7 @@ from .files import atomic_write
 from .model import DiT
 from .options import opt
 from .pipelines import LatentDecoder, LoadedModel
-from .plans import Plan
+from .plans import MAX_ORDER, Plan
 
 
 @dataclass
@@ -36,6 +36,16 @@ class SamplingConfig:
     )
     threshold: float = opt(0.5, "with --dynamic: compute when score >= this")
     dynamic_forecast: bool = opt(False, "with --dynamic: forecast skipped modules instead of reusing them")
+    dynamic_forecast_order: int = opt(1, "with --dynamic-forecast: the forecast order, 1-3")
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.dynamic_forecast_order <= MAX_ORDER:
+            raise ValueError(f"--dynamic-forecast-order {self.dynamic_forecast_order} is outside 1-{MAX_ORDER}")
+
+    @property
+    def forecast_order(self) -> int:
+        """The executor's forecast order of dynamically skipped modules (0: they are reused)."""
+        return self.dynamic_forecast_order if self.dynamic_forecast else 0
 
     def labels(self, num_classes: int) -> torch.Tensor:
         """``per_class`` samples of every asked class, class by class (sample i's noise is fixed by i)."""
@@ -67,12 +77,13 @@ def generate(
     cfg_scale: float = 1.5,
     batch_size: int = 250,
     decider_factory=None,
-    dynamic_forecast: bool = False,
+    dynamic_forecast: int = 0,
     progress: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Samples (float, as the sampler leaves them) for ``labels``; sample i's noise depends only on
     (seed, i), so two plans or step counts can be compared sample by sample. Returns samples,
-    labels and the eager wall time per image in seconds."""
+    labels and the eager wall time per image in seconds. ``dynamic_forecast``: the forecast order
+    of the modules a decider skips (0 reuses them)."""
     arch = model.config
     noise = initial_noise(len(labels), (arch.in_channels, arch.input_size, arch.input_size), seed)
     out = []

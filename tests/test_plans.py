@@ -132,7 +132,7 @@ def test_a_forecast_continues_a_branch_that_is_linear_in_the_step_index_exactly(
 
 
 def test_a_forecast_needs_two_earlier_computes(model):
-    with pytest.raises(PlanError, match="two earlier computes"):
+    with pytest.raises(PlanError, match="order 1 needs 2 earlier computes"):
         Plan(3, 3, [["CC"] * 3, ["FC", "CC", "CC"], ["CC"] * 3])
 
 
