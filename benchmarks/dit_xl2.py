@@ -174,15 +174,17 @@ def markdown(results: dict) -> str:
         "",
         f"`{results['command']}`",
         "",
-        "| bundle | export (s) | peak RSS (GB) | artifacts (GB) | lazy / no-skip bytes | golden replay (dB) |",
-        "|---|---|---|---|---|---|",
+        "| bundle | export (s) | wall, with start-up (min) | peak RSS (GB) | artifacts (GB) "
+        + "| lazy / no-skip bytes | golden replay (dB) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, r in results["exports"].items():
         replay = ", ".join(f"{k} {v:.1f}" for k, v in r["golden_replay_min_psnr_db"].items()) or "-"
         ratio = f"{r['bytes_over_no_skip']:.3f}" if "bytes_over_no_skip" in r else "-"
         size = r.get("artifact_bytes", 0) / 1e9
         lines.append(
-            f"| {name} | {r['export_s'] or 0:.0f} | {r['max_rss_gb'] or 0:.1f} | {size:.2f} | {ratio} | {replay} |"
+            f"| {name} | {r['export_s'] or 0:.0f} | {(r['wall_s'] or 0) / 60:.1f} | {r['max_rss_gb'] or 0:.1f} "
+            f"| {size:.2f} | {ratio} | {replay} |"
         )
     lines += [
         "",
