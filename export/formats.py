@@ -411,8 +411,9 @@ class HalfPrecision(nn.Module):
         super().__init__()
         self.module = copy.deepcopy(module).half()
 
-    def forward(self, *args: torch.Tensor) -> torch.Tensor:
-        return self.module(*(a.half() for a in args)).float()
+    def forward(self, *args: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        out = self.module(*(a.half() for a in args))
+        return tuple(o.float() for o in out) if isinstance(out, tuple) else out.float()
 
 
 def _quantized(

@@ -96,6 +96,19 @@ def test_lazydit_sample_on_a_pipeline_folder_is_diffusers_ditpipeline(pipeline, 
         assert psnr(data["images"], theirs) < 30
 
 
+def test_a_pipeline_folder_exports_in_fp16_with_its_vae_decoder_in_fp16(pipeline, tmp_path):
+    folder, _, clip = pipeline
+    if not clip:
+        pytest.skip("one pipeline folder is enough for the fp16 decoder")
+    out = tmp_path / "bundle"
+    run_cli("export", "--model", str(folder), "--steps", "4", "--formats", "executorch", "--precision", "fp16",
+            "--out", str(out))  # fmt: skip
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["precision"]["name"] == "fp16" and "decode" in manifest["methods"]
+    report = json.loads(run_cli("verify", "--bundle", str(out), "--backend", "executorch").stdout)
+    assert report["passed"] and report["floor_db"] == manifest["golden"]["floor_db"]
+
+
 def test_a_pipeline_folder_exports_and_its_decoded_golden_image_is_the_pipelines(pipeline, tmp_path):
     folder, pipe, clip = pipeline
     if clip:
