@@ -190,7 +190,7 @@ def markdown(results: dict) -> str:
         "",
         (
             "| bench | lazy / no-skip per image (s) | speedup | ideal | efficiency | loop speedup | loop efficiency "
-            "| peak memory lazy / no-skip (GB) |"
+            "| peak memory lazy / no-skip (GiB) |"
         ),
         "|---|---|---|---|---|---|---|---|",
     ]
