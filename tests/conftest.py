@@ -91,3 +91,21 @@ def tiny_bundle(tmp_path_factory, tiny_model_path, tiny_plan_path) -> Path:
     )
     assert json.loads((out / "manifest.json").read_text())["format"] == "lazydit-bundle"
     return out
+
+
+def step_graph_sample(model, noise, labels, plan, cfg_scale):
+    """The exported step graphs run eagerly over the plan, slot by slot, as a runtime would."""
+    from lazydit.diffusion import DDIMSchedule
+    from lazydit.export.bundle import graph_modules
+    from lazydit.export.graphs import MethodTable
+
+    table = MethodTable.of(plan)
+    graphs, schedule = graph_modules(model, plan, table), DDIMSchedule(plan.steps)
+    state = {"x": noise, "y": labels, "cfg_scale": torch.tensor([cfg_scale])}
+    with torch.no_grad():
+        for k, (spec, name) in enumerate(zip(table.specs, table.step_methods)):
+            scalars = schedule.scalars(k)
+            feed = [state.get(src, torch.tensor([scalars.get(src, 0.0)])) for _, src in spec.inputs()]
+            for (_, target), value in zip(spec.outputs(), graphs[name](*feed)):
+                state[target] = value
+    return state["x"]

@@ -7,9 +7,9 @@ import json
 
 import pytest
 import torch
-from conftest import TINY, make_tiny_model, run_cli
+from conftest import TINY, make_tiny_model, run_cli, step_graph_sample
 
-from lazydit.diffusion import DDIMSchedule, initial_noise
+from lazydit.diffusion import initial_noise
 from lazydit.executor import sample
 from lazydit.files import write_json
 from lazydit.gates import LazyGates, soft_trajectory
@@ -58,29 +58,12 @@ def _plan(order: int, cell_order: int | None = None) -> Plan:
     return Plan(9, TINY.depth, [[row, "CC", "CC"] for row in rows])
 
 
-def _step_graphs(model, noise, labels, plan, cfg_scale):
-    """The exported step graphs run eagerly over the plan, slot by slot, as a runtime would."""
-    from lazydit.export.bundle import graph_modules
-    from lazydit.export.graphs import MethodTable
-
-    table = MethodTable.of(plan)
-    graphs, schedule = graph_modules(model, plan, table), DDIMSchedule(plan.steps)
-    state = {"x": noise, "y": labels, "cfg_scale": torch.tensor([cfg_scale])}
-    with torch.no_grad():
-        for k, (spec, name) in enumerate(zip(table.specs, table.step_methods)):
-            scalars = schedule.scalars(k)
-            feed = [state.get(src, torch.tensor([scalars.get(src, 0.0)])) for _, src in spec.inputs()]
-            for (_, target), value in zip(spec.outputs(), graphs[name](*feed)):
-                state[target] = value
-    return state["x"]
-
-
 @pytest.mark.parametrize("runner", ["executor", "step graphs"])
 @pytest.mark.parametrize("order", [1, 2, 3])
 def test_a_forecast_of_order_k_continues_a_degree_k_polynomial_exactly(model, runner, order):
     """Closed form: the forecasts are the polynomial's values, so the sample equals full compute;
     the same schedule forecast one order lower does not (the negative control)."""
-    run = sample if runner == "executor" else _step_graphs
+    run = sample if runner == "executor" else step_graph_sample
     noise, labels = initial_noise(1, (1, 8, 8), 4), torch.tensor([3])
     full = run(_with_polynomial(model, order), noise, labels, Plan.full(9, TINY.depth), 1.5)
     exact = run(_with_polynomial(model, order), noise, labels, _plan(order), 1.5)
@@ -96,12 +79,15 @@ def test_the_test_schedule_forecasts_at_the_asked_order_with_uneven_gaps():
 
 
 @pytest.mark.parametrize("order", [2, 3])
-def test_order_k_plans_run_the_same_in_the_executor_and_the_step_graphs(model, order):
+def test_order_k_plans_run_the_same_in_the_executor_and_thestep_graph_sample(model, order):
     plan = make_plan("random", model, PlanRequest(steps=10, ratio=0.5, seed=2, forecast=True, forecast_order=order))
     assert plan.max_order == order
     noise, labels = initial_noise(1, (1, 8, 8), 6), torch.tensor([5])
     torch.testing.assert_close(
-        _step_graphs(model, noise, labels, plan, 1.5), sample(model, noise, labels, plan, 1.5), rtol=1e-4, atol=1e-5
+        step_graph_sample(model, noise, labels, plan, 1.5),
+        sample(model, noise, labels, plan, 1.5),
+        rtol=1e-4,
+        atol=1e-5,
     )
 
 

@@ -2,7 +2,7 @@ import json
 
 import pytest
 import torch
-from conftest import TINY, TINY_PLAN_CELLS, make_tiny_model
+from conftest import TINY, TINY_PLAN_CELLS, make_tiny_model, step_graph_sample
 from torch.utils.flop_counter import FlopCounterMode
 
 from lazydit.diffusion import PIXEL_SAMPLER, DDIMSchedule, guide, initial_noise
@@ -92,30 +92,13 @@ class _LinearInSteps(torch.nn.Module):
         return (self.v0 + (self.calls - 1) * self.d).expand(h.shape[0], -1, -1)
 
 
-def _step_graphs(model, noise, labels, plan, cfg_scale):
-    """The exported step graphs run eagerly over the plan, slot by slot, as a runtime would."""
-    from lazydit.export.bundle import graph_modules
-    from lazydit.export.graphs import MethodTable
-
-    table = MethodTable.of(plan)
-    graphs, schedule = graph_modules(model, plan, table), DDIMSchedule(plan.steps)
-    state = {"x": noise, "y": labels, "cfg_scale": torch.tensor([cfg_scale])}
-    with torch.no_grad():
-        for k, (spec, name) in enumerate(zip(table.specs, table.step_methods)):
-            scalars = schedule.scalars(k)
-            feed = [state.get(src, torch.tensor([scalars.get(src, 0.0)])) for _, src in spec.inputs()]
-            for (_, target), value in zip(spec.outputs(), graphs[name](*feed)):
-                state[target] = value
-    return state["x"]
-
-
 @pytest.mark.parametrize("runner", ["executor", "step graphs"])
 def test_a_forecast_continues_a_branch_that_is_linear_in_the_step_index_exactly(model, runner):
     """Block 0's attention computes at steps 0 and 1 and is forecast at 2 and 3: closed form, the
     forecast is its value at those steps, so the sample equals full compute (and reuse does not)."""
     import copy
 
-    run = sample if runner == "executor" else _step_graphs
+    run = sample if runner == "executor" else step_graph_sample
     noise, labels = initial_noise(1, (1, 8, 8), 4), torch.tensor([3])
     rest = ["CC", "CC"]
     results = {}
