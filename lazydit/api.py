@@ -6,7 +6,7 @@ arguments here say where things are). ``lazydit train-gates --steps 20 --out g.s
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,10 +26,44 @@ from .train import TrainConfig
 
 
 def train(config: TrainConfig, out: str | Path) -> Path:
-    """Train a DiT; returns the written ``model.safetensors``."""
+    """Train a DiT; returns the written ``model.safetensors``. With ``eval_every`` the EMA weights
+    are evaluated on a fixed sample set as training goes (DDIM, the same noise every time: class
+    accuracy and FD on both extractors, training and held-out loss), row by row into
+    ``out/curve.json``."""
+    import json
+    import time
+
+    from .files import atomic_write
     from .train import train as run
 
-    return run(config, out)
+    curve_path = Path(out) / "curve.json"
+    rows: list[dict] = []
+    if config.eval_every and curve_path.is_file():  # a resumed run keeps the rows it already has
+        rows = json.loads(curve_path.read_text())["rows"]
+    started = time.perf_counter()
+
+    def on_eval(step: int, ema: DiT, train_loss: float, held_loss: float | None) -> None:
+        from .metrics import evaluate
+        from .samples import class_labels, generate
+
+        plan = Plan.full(config.eval_steps, ema.config.depth, sampler=ema.sampler)
+        labels = class_labels(ema.config.num_classes, config.eval_per_class)
+        samples, _, _ = generate(ema, plan, labels, seed=config.seed, progress=False)
+        row = {"step": step, "train_loss": train_loss, "held_out_loss": held_loss}
+        if tuple(samples.shape[1:]) == (1, 8, 8):
+            row.update(evaluate(samples, labels))
+        row["minutes"] = (time.perf_counter() - started) / 60
+        rows[:] = [r for r in rows if r["step"] < step] + [row]
+        report = {
+            "train_config": asdict(config),
+            "eval": f"DDIM-{config.eval_steps}, cfg 1.5, {len(labels)} samples, seed {config.seed}",
+            "rows": rows,
+        }
+        atomic_write(curve_path, lambda tmp: tmp.write_text(json.dumps(report, indent=1)))
+        fd = {k: f"{row[k]:.3f}" for k in ("fd_cnn_ratio", "fd_mlp_ratio") if k in row}
+        print(f"step {step}: train loss {train_loss:.4f}, held-out {held_loss}, FD/floor {fd}", flush=True)
+
+    return run(config, out, on_eval=on_eval if config.eval_every else None)
 
 
 def train_classifiers(seed: int = 0, out: str | Path | None = None) -> dict[str, float]:

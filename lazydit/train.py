@@ -7,6 +7,7 @@ import copy
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 from tqdm import tqdm
@@ -34,6 +35,21 @@ class TrainConfig:
     seed: int = opt(0, "seed of the weights, the batches and the noise")
     checkpoint_every: int = opt(500, "steps between resumable checkpoints")
     save_dtype: str = opt("float32", "dtype of the saved weights", choices=("float32", "float16"))
+    eval_every: int = opt(
+        0,
+        "steps between evaluations of the EMA weights on a fixed sample set (0: none); a multiple of --checkpoint-every",
+    )
+    eval_per_class: int = opt(50, "samples per class of each evaluation (fixed noise: sample i from (seed, i))")
+    eval_steps: int = opt(50, "DDIM steps of each evaluation")
+
+    def check(self) -> None:
+        if self.iterations < 1 or self.batch < 1:
+            raise ValueError("--iterations and --batch must be at least 1")
+        if self.eval_every < 0 or (self.eval_every and self.eval_every % self.checkpoint_every):
+            raise ValueError(
+                f"--eval-every {self.eval_every} must be 0 or a multiple of --checkpoint-every "
+                f"{self.checkpoint_every} (a resumed run repeats nothing between them)"
+            )
 
     def model_config(self, data: ImageDataset) -> DiTConfig:
         """The registry size, fitted to a folder dataset's image size, channels and classes."""
@@ -46,10 +62,34 @@ class TrainConfig:
         return DiTConfig.from_dict({**config.to_dict(), **shape})
 
 
-def train(config: TrainConfig, out: str | Path, progress: bool = True) -> Path:
-    """Train a DiT as ``config`` says; writes ``out/model.safetensors`` (+ JSON) and can resume."""
+# (step, EMA model, mean training loss since the last evaluation, held-out loss or None) -> None
+EvalHook = Callable[[int, DiT, float, "float | None"], None]
+
+
+def train(config: TrainConfig, out: str | Path, progress: bool = True, on_eval: EvalHook | None = None) -> Path:
+    """Train a DiT as ``config`` says; writes ``out/model.safetensors`` (+ JSON) and can resume.
+    Every ``eval_every`` steps ``on_eval`` sees the EMA weights (the ones that are shipped)."""
+    config.check()
     data = load_dataset(config.dataset, config.image_size, config.channels)
-    return fit(config.model_config(data), data, out, config, progress)
+    held_out = load_dataset("digits", split="test") if config.dataset == "digits" else None
+    return fit(config.model_config(data), data, out, config, progress, on_eval=on_eval, held_out=held_out)
+
+
+@torch.no_grad()
+def held_out_loss(model: DiT, data: ImageDataset, seed: int = 0, draws: int = 4) -> float:
+    """The epsilon MSE on a fixed set: every image of ``data`` at ``draws`` fixed (timestep, noise)
+    pairs, so two evaluations see the same problems."""
+    gen = torch.Generator().manual_seed(seed + 7919)
+    total, count = 0.0, 0
+    for _ in range(draws):
+        t = torch.randint(0, NUM_TRAIN_TIMESTEPS, (len(data),), generator=gen)
+        noise = torch.randn(data.images.shape, generator=gen)
+        for i in range(0, len(data), 512):
+            sl = slice(i, i + 512)
+            pred = model(q_sample(data.images[sl], t[sl], noise[sl]), t[sl], data.labels[sl])
+            total += float(torch.sum((model.eps(pred) - noise[sl]) ** 2))
+            count += noise[sl].numel()
+    return total / count
 
 
 def _lr_at(step: int, config: TrainConfig) -> float:
@@ -66,7 +106,13 @@ def _update_ema(ema: DiT, model: DiT, decay: float) -> None:
 
 
 def fit(
-    model_config: DiTConfig, data: ImageDataset, out: str | Path, config: TrainConfig, progress: bool = True
+    model_config: DiTConfig,
+    data: ImageDataset,
+    out: str | Path,
+    config: TrainConfig,
+    progress: bool = True,
+    on_eval: EvalHook | None = None,
+    held_out: ImageDataset | None = None,
 ) -> Path:
     """Train and write ``out/model.safetensors`` (EMA weights) + ``out/train_state.pt`` (to resume)."""
     if data.num_classes != model_config.num_classes:
@@ -99,6 +145,7 @@ def fit(
         range(start, config.iterations), initial=start, total=config.iterations, desc="train", disable=not progress
     )
     n = len(data)
+    loss_sum, loss_count = 0.0, 0
     for step in bar:
         for group in optimizer.param_groups:
             group["lr"] = _lr_at(step, config)
@@ -112,9 +159,16 @@ def fit(
         loss.backward()
         optimizer.step()
         _update_ema(ema, model, config.ema_decay if step >= config.warmup else 0.0)
+        loss_sum += loss.item()
+        loss_count += 1
         if step % 50 == 0:
             bar.set_postfix(loss=f"{loss.item():.4f}")
         done = step + 1
+        if on_eval is not None and config.eval_every and done % config.eval_every == 0:
+            ema.eval()
+            held = held_out_loss(ema, held_out, config.seed) if held_out is not None else None
+            on_eval(done, ema, loss_sum / loss_count, held)
+            loss_sum, loss_count = 0.0, 0
         if done % config.checkpoint_every == 0 or done == config.iterations:
             snapshot = {
                 "model": model.state_dict(),
