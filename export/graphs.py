@@ -20,6 +20,9 @@ and the table up to order k for one it forecasts to order k. A computing step ou
 up to the highest order that a later step reads before the module computes again, where the
 next compute reads order i - 1 to form its order i: ``d_i = (d_(i-1) - old d_(i-1)) / (t0 - ti)``.
 So it reads the old table below that order, and outputs nothing when no later step reads it.
+A plan with the taylor basis keeps TaylorSeer's differences in the same slots instead: each
+divided by the steps since the previous compute, ``D_i = (D_(i-1) - old D_(i-1)) / (t0 - t1)``,
+and forecast with ``c_i = (s - t0)^i / i!``; only the fixed coefficients change.
 (Storing divided differences rather than earlier outputs keeps every output a computed tensor:
 Core ML cannot return an input unchanged.)
 """
@@ -35,7 +38,7 @@ from torch import nn
 
 from lazydit.diffusion import SamplerSettings
 from lazydit.model import MODULES, DiT, DiTBlock, modulate, timestep_frequencies, unpatchify
-from lazydit.plans import COMPUTE, FORECAST, Plan, newton_coefficients
+from lazydit.plans import COMPUTE, FORECAST, Plan, difference_spans, forecast_coefficients
 
 SCALARS = ("t", "alpha", "alpha_prev")
 
@@ -102,11 +105,12 @@ def step_specs(plan: Plan) -> list[StepSpec]:
         for mi, m in enumerate(MODULES):
             computes = [k for k in range(plan.steps) if plan.action(k, b, m) == COMPUTE]
             for j, (k, top) in enumerate(zip(computes, _table_orders(plan, b, m, computes))):
-                spans = tuple(1.0 / (k - computes[j - i]) for i in range(1, top + 1))
+                spans = tuple(1.0 / span for span in difference_spans(computes, j, top, plan.basis))
                 cells[k][b][mi] = CellSpec(COMPUTE, writes=top, inv_spans=spans)
             for k in (k for k in range(plan.steps) if plan.action(k, b, m) != COMPUTE):
                 order = plan.order(k, b, m)
-                coefs = newton_coefficients(k, plan.last_computed(k, b, m, order + 1)) if order else ()
+                computed = plan.last_computed(k, b, m, order + 1)
+                coefs = forecast_coefficients(k, computed, plan.basis) if order else ()
                 cells[k][b][mi] = CellSpec(plan.action(k, b, m), coefs=coefs)
     return [StepSpec(tuple(tuple(row) for row in step)) for step in cells]
 

@@ -169,7 +169,9 @@ def _plan_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="plan JSON to write")
 
 
-@command("plan", "make a skip plan with a caching policy (lazydit, l2c, fora, random, ddim)", _plan_args)
+@command(
+    "plan", "make a skip plan with a caching policy (lazydit, l2c, fora, taylorseer, search, random, ddim)", _plan_args
+)
 def cmd_plan(args) -> None:
     from . import api
     from .policies import PlanRequest

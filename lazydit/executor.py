@@ -9,6 +9,7 @@ produced them, so forecasting works in both modes.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -42,10 +43,10 @@ class ModuleCache:
         self.outs[0][rows] = fresh
         self.steps[rows] = torch.cat([torch.full_like(self.steps[rows, :1], step), self.steps[rows, :-1]], dim=1)
 
-    def estimate(self, step: int, order: int) -> torch.Tensor:
-        """Reuse the last output (order 0), or forecast it: the Newton polynomial through the
-        order + 1 last computes, lowered per row to the computes the row has (a row with one
-        compute reuses it)."""
+    def estimate(self, step: int, order: int, basis: str = "newton") -> torch.Tensor:
+        """Reuse the last output (order 0), or forecast it from the order + 1 last computes
+        (the plan's basis: Newton's polynomial or TaylorSeer's expansion), lowered per row to the
+        computes the row has (a row with one compute reuses it)."""
         last, prev = self.outs[0], self.outs[1]
         if order == 0:
             return last
@@ -53,7 +54,9 @@ class ModuleCache:
         span = (k1 - k0).clamp_min(1).to(last.dtype)
         coef = torch.where(k0 >= 0, (step - k1).to(last.dtype) / span, torch.zeros_like(span))
         out = last + coef.view(-1, 1, 1) * (last - prev)
-        return out + self._higher_terms(step, order) if order > 1 else out
+        if order == 1:
+            return out
+        return out + (self._higher_terms(step, order) if basis == "newton" else self._taylor_terms(step, order))
 
     def _higher_terms(self, step: int, order: int) -> torch.Tensor:
         """The Newton terms of orders 2..``order``: prod_{j<i} (step - t_j) * f[t_0, ..., t_i]."""
@@ -66,6 +69,21 @@ class ModuleCache:
                 weight = weight * (step - t[:, i - 1])
                 used = torch.where(self.steps[:, i] >= 0, weight, torch.zeros_like(weight))
                 total = total + used.view(-1, 1, 1) * level[0]
+        return total
+
+    def _taylor_terms(self, step: int, order: int) -> torch.Tensor:
+        """TaylorSeer's terms of orders 2..``order``: ``D_i(t_0) (step - t_0)^i / i!``, where
+        ``D_i(t_j) = (D_(i-1)(t_j) - D_(i-1)(t_(j+1))) / (t_j - t_(j+1))`` (each compute divides
+        by the steps since the one before it, as diffusers' hook does)."""
+        t = self.steps.to(self.outs[0].dtype)
+        level, total = list(self.outs[: order + 1]), 0.0
+        offset = (step - t[:, 0]).view(-1, 1, 1)
+        for i in range(1, order + 1):
+            spans = [(t[:, j] - t[:, j + 1]).clamp_min(1).view(-1, 1, 1) for j in range(len(level) - 1)]
+            level = [(level[j] - level[j + 1]) / spans[j] for j in range(len(level) - 1)]
+            if i >= 2:
+                used = (self.steps[:, i] >= 0).view(-1, 1, 1)
+                total = total + torch.where(used, level[0] * offset**i / math.factorial(i), 0.0)
         return total
 
 
@@ -120,7 +138,7 @@ def sample(
                     order = plan.order(k, b, m)
                 else:
                     order = int(dynamic_forecast)
-                out = _branch(block, m, h, wants, caches, (b, m), k, order, depth)
+                out = _branch(block, m, h, wants, caches, (b, m), k, order, depth, plan.basis)
                 computed[(b, m)] = float(wants.float().mean())
                 tokens = tokens + block.gate(m, mods).unsqueeze(1) * out
         eps = model.eps(model.head(tokens, c))
@@ -131,7 +149,16 @@ def sample(
 
 
 def _branch(
-    block, module: str, h: torch.Tensor, wants: torch.Tensor, caches: dict, key, step: int, order: int, depth: int
+    block,
+    module: str,
+    h: torch.Tensor,
+    wants: torch.Tensor,
+    caches: dict,
+    key,
+    step: int,
+    order: int,
+    depth: int,
+    basis: str = "newton",
 ) -> torch.Tensor:
     rows = torch.cat([wants, wants])
     if bool(rows.all()):
@@ -142,7 +169,7 @@ def _branch(
         return fresh
     if key not in caches:
         raise RuntimeError(f"module {key} skipped before it ever computed")
-    out = caches[key].estimate(step, order).clone()
+    out = caches[key].estimate(step, order, basis).clone()
     if bool(rows.any()):
         idx = rows.nonzero().squeeze(1)
         fresh = block.branch(module, h[idx])

@@ -11,14 +11,27 @@ runtimes only ever read a plan, never the policy that made it. A cell is
   so they are fixed when the plan is made and stay exportable; an order-k forecast needs k + 1
   earlier computes of its module.
 
+A plan's forecasts use one of two bases:
+
+* ``newton`` (the default): the exact Newton polynomial through the last computes, so a module
+  whose output is a degree-k polynomial in the step index is forecast exactly by order k;
+* ``taylor``: TaylorSeer's expansion as diffusers' TaylorSeer cache hook computes it: at every
+  compute each difference is formed from the one below it and the previous compute's, divided
+  by the steps since that compute, ``D_i = (D_(i-1) - old D_(i-1)) / (t0 - t1)``, and a forecast
+  ``s - t0`` steps later is ``sum_i D_i (s - t0)^i / i!``. With evenly spaced computes the two
+  agree at order 1 and differ above it.
+
 On disk a plan is JSON with one string per step and one two-letter code per block (attention
 then MLP), e.g. ``"CC RC CF C2 ..."``. An order-1 forecast is written ``F``; version-1 plans
-(before forecast orders) use only ``C``, ``R`` and ``F`` and still load.
+(before forecast orders) use only ``C``, ``R`` and ``F`` and still load. A plan with the taylor
+basis is written as version 3 (``"forecast_basis": "taylor"``), so a reader that knows only the
+Newton basis refuses it instead of forecasting otherwise.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Container
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +47,8 @@ MAX_ORDER = 3
 ORDERS = {COMPUTE: 0, REUSE: 0, FORECAST: 1, "1": 1, "2": 2, "3": 3}
 PLAN_FORMAT = "lazydit-plan"
 PLAN_VERSION = 2
-READS_VERSIONS = (1, 2)  # version 1: forecasts of order 1 only
+READS_VERSIONS = (1, 2, 3)  # version 1: forecasts of order 1 only; version 3: the taylor basis
+BASES = ("newton", "taylor")
 
 
 class PlanError(ValueError):
@@ -58,6 +72,30 @@ def newton_coefficients(step: int, computed: list[int]) -> tuple[float, ...]:
     return tuple(coefs)
 
 
+def forecast_coefficients(step: int, computed: list[int], basis: str = "newton") -> tuple[float, ...]:
+    """The weight of each cached difference, orders 1..k, in a forecast at ``step`` from the
+    computes ``computed`` (newest first, k + 1 of them): Newton's products, or TaylorSeer's
+    ``(step - t0)^i / i!``."""
+    if basis == "newton":
+        return newton_coefficients(step, computed)
+    offset = float(step - computed[0])
+    return tuple(offset**i / math.factorial(i) for i in range(1, len(computed)))
+
+
+def difference_spans(computes: list[int], j: int, top: int, basis: str = "newton") -> tuple[float, ...]:
+    """The divisors a module's ``j``-th compute (``computes`` ascending) uses to form its
+    differences of orders 1..``top`` from the previous compute's: ``t0 - ti`` (Newton) or
+    ``t0 - t1`` at every order (TaylorSeer)."""
+    if basis == "newton":
+        return tuple(float(computes[j] - computes[j - i]) for i in range(1, top + 1))
+    return tuple(float(computes[j] - computes[j - 1]) for _ in range(1, top + 1))
+
+
+def check_basis(basis: str) -> None:
+    if basis not in BASES:
+        raise PlanError(f"forecast basis {basis!r} is unknown; choose one of {BASES}")
+
+
 def check_order(order: int) -> None:
     """Refuse an order no cache table is kept for (the exporter carries differences up to order 3)."""
     if isinstance(order, bool) or not isinstance(order, int) or not 1 <= order <= MAX_ORDER:
@@ -73,6 +111,7 @@ class Plan:
     params: dict = field(default_factory=dict)
     base: dict = field(default_factory=dict)  # the weights the plan was made for: name, weights_hash
     sampler: SamplerSettings = PIXEL_SAMPLER  # clamp x0 or not, guided channels: baked into every step
+    basis: str = "newton"  # how forecasts weigh the cached differences (module docstring)
 
     def __post_init__(self) -> None:
         # "1" is an alias of "F": one spelling per order in memory and on disk
@@ -132,17 +171,18 @@ class Plan:
     def lazy_ratio(self) -> float:
         return len(self.skipped_cells()) / (self.steps * self.depth * len(MODULES))
 
-    def with_forecast(self, order: int = 1) -> Plan:
+    def with_forecast(self, order: int = 1, basis: str = "newton") -> Plan:
         """Every skipped cell becomes a forecast of ``order``, or of the highest order its earlier
         computes allow (TaylorSeer's warm-up: order j needs j + 1 of them); a cell with fewer
-        than two stays a reuse."""
+        than two stays a reuse. ``basis``: how the forecasts weigh the differences."""
         check_order(order)
+        check_basis(basis)
         cells = [
             ["".join(self._forecast_cell(k, b, m, order) for m in MODULES) for b in range(self.depth)]
             for k in range(self.steps)
         ]
         params = {**self.params, "forecast": True, **({"forecast_order": order} if order > 1 else {})}
-        return Plan(self.steps, self.depth, cells, self.policy, params, dict(self.base), self.sampler)
+        return Plan(self.steps, self.depth, cells, self.policy, params, dict(self.base), self.sampler, basis)
 
     def _forecast_cell(self, step: int, block: int, module: str, order: int) -> str:
         if self.action(step, block, module) == COMPUTE:
@@ -163,6 +203,7 @@ class Plan:
                 raise PlanError(f"step {k} lists {len(row)} blocks but the plan declares depth {self.depth}")
             for b, code in enumerate(row):
                 _check_code(k, b, code)
+        check_basis(self.basis)
         if any(c != "CC" for c in self.cells[0]):
             raise PlanError("step 0 cannot skip: there is no cache yet")
         for k, b, m in self.skipped_cells():
@@ -187,9 +228,9 @@ class Plan:
     def to_dict(self) -> dict:
         """The plan's JSON. MAC counts need the model's shapes: writers that have them add them
         (``lazydit.macs.plan_record``)."""
-        return {
+        data = {
             "format": PLAN_FORMAT,
-            "version": PLAN_VERSION,
+            "version": PLAN_VERSION if self.basis == "newton" else 3,
             "policy": self.policy,
             "params": self.params,
             "sampler": {"name": "ddim", "steps": self.steps, "eta": 0.0, **self.sampler.to_dict()},
@@ -198,6 +239,9 @@ class Plan:
             "skipped": len(self.skipped_cells()),
             "cells": [" ".join(row) for row in self.cells],
         }
+        if self.basis != "newton":
+            data["forecast_basis"] = self.basis
+        return data
 
     @classmethod
     def from_dict(cls, data: dict, policies: Container[str] | None = None) -> Plan:
@@ -211,6 +255,12 @@ class Plan:
             raise PlanError(f"unknown policy {data.get('policy')!r}; known: {sorted(policies)}")
         if version == 1 and any(ch.isdigit() for row in data.get("cells", []) for ch in str(row)):
             raise PlanError("a version-1 plan forecasts to order 1 only (F); forecast orders need a version-2 plan")
+        basis = data.get("forecast_basis", "newton")
+        if (basis != "newton") != (version == 3):
+            raise PlanError(
+                f"a plan of version {version} with forecast basis {basis!r}: the taylor basis is written as version 3, "
+                "the Newton basis as version 1 or 2"
+            )
         sampler = data.get("sampler", {})
         if sampler.get("name") != "ddim" or sampler.get("eta", 0.0) != 0.0:
             raise PlanError(f"plan sampler {sampler} is not supported: lazydit samples with DDIM, eta 0")
@@ -224,6 +274,7 @@ class Plan:
                 dict(data.get("params", {})),
                 {k: v for k, v in data["model"].items() if k != "depth"},
                 SamplerSettings.from_dict(sampler),
+                basis,
             )
         except (KeyError, TypeError, AttributeError, ValueError) as err:
             raise PlanError(f"plan is missing or has a malformed field: {err}") from err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,7 @@ import torch
 from .checkpoints import weights_hash
 from .model import MODULES, DiT
 from .options import opt
-from .plans import Plan, PlanError, check_order
+from .plans import BASES, COMPUTE, Plan, PlanError, check_order
 from .registry import Registry
 
 
@@ -25,6 +26,16 @@ class PlanRequest:
     forecast_order: int = opt(
         1, "with --forecast: Taylor order of the forecasts, 1-3 (lower where fewer modules computed before)"
     )
+    forecast_basis: str | None = opt(
+        None,
+        "with --forecast: newton (the exact polynomial through the last computes) or taylor (TaylorSeer's "
+        "expansion, as diffusers' hook computes it); default taylor for the taylorseer policy, newton otherwise",
+        choices=BASES,
+    )
+    warmup: int | None = opt(None, "taylorseer: steps fully computed before the schedule starts (default 3)")
+    start: str | None = opt(None, "search: plan JSON to refine (default: evenly spaced key steps at --ratio)")
+    search_rounds: int = opt(2, "search: passes over the key steps and over every module's computes")
+    calib_samples: int = opt(20, "search: calibration noises (their final samples are compared with full compute)")
     gates: str | None = opt(None, "gate file (default: the shipped gates for --steps)")
     calib_per_class: int = opt(4, "lazydit calibration trajectories per class")
     budget: str = opt(
@@ -41,12 +52,16 @@ register_policy = POLICIES.register
 
 def make_plan(name: str, model: DiT, request: PlanRequest) -> Plan:
     check_order(request.forecast_order)
-    if request.forecast_order != 1 and not request.forecast:
+    if request.forecast_order != 1 and not (request.forecast or name == "taylorseer"):
         raise PlanError(f"--forecast-order {request.forecast_order} needs --forecast")
+    if request.forecast_basis not in (None, "newton") and not (request.forecast or name == "taylorseer"):
+        raise PlanError(f"--forecast-basis {request.forecast_basis} needs --forecast")
     plan = POLICIES[name](model, request)
     plan.base = {"name": model.config.name, "weights_hash": weights_hash(model)}
     plan.sampler = model.sampler
-    return plan.with_forecast(request.forecast_order) if request.forecast else plan
+    if request.forecast and not plan.max_order:
+        return plan.with_forecast(request.forecast_order, request.forecast_basis or "newton")
+    return plan
 
 
 def load_plan(path: str | Path) -> Plan:
@@ -178,3 +193,179 @@ def l2c_policy(model: DiT, req: PlanRequest) -> Plan:
     """Learning-to-Cache: an input-invariant router trained with the same objective."""
     scores, logits, path = _gate_scores(model, req, "router")
     return _from_scores(model, req, scores, "l2c", {"gates": str(path)}, logits)
+
+
+def taylorseer_schedule(steps: int, interval: int, warmup: int) -> list[int]:
+    """TaylorSeer's steps that compute, as diffusers' hook schedules them: the first ``warmup``
+    steps, then every ``interval``-th step counted from ``warmup + 1``."""
+    return [k for k in range(steps) if k < warmup or (k - warmup - 1) % interval == 0]
+
+
+@register_policy("taylorseer")
+def taylorseer_policy(model: DiT, req: PlanRequest) -> Plan:
+    """TaylorSeer: every module computes on the warm-up steps and then every n-th step, and is
+    forecast in between by a Taylor expansion of order --forecast-order (the taylor basis unless
+    --forecast-basis newton). --ratio picks the interval whose lazy ratio is nearest."""
+    warmup = 3 if req.warmup is None else req.warmup
+    if not 1 <= warmup < req.steps:
+        raise PlanError(f"taylorseer --warmup {warmup}: give 1 to {req.steps - 1} fully computed steps")
+    if req.interval is not None and req.ratio is not None:
+        raise PlanError("taylorseer takes --interval or --ratio, not both")
+
+    def ratio_of(n: int) -> float:
+        return 1 - len(taylorseer_schedule(req.steps, n, warmup)) / req.steps
+
+    if req.ratio is not None:
+        skip_count(req.steps, model.config.depth, req.ratio)  # refuses a ratio the steps cannot reach
+        interval = min(range(1, req.steps + 1), key=lambda n: (abs(ratio_of(n) - req.ratio), n))
+    else:
+        interval = req.interval or 4
+    if interval < 1:
+        raise PlanError("taylorseer needs --interval n >= 1")
+    depth = model.config.depth
+    computed = set(taylorseer_schedule(req.steps, interval, warmup))
+    skips = {(k, b, m) for (k, b, m) in _cells(req.steps, depth) if k not in computed}
+    params = {"interval": interval, "warmup": warmup, "order": req.forecast_order}
+    plan = Plan.from_skips(req.steps, depth, skips, policy="taylorseer", params=params)
+    return plan.with_forecast(req.forecast_order, req.forecast_basis or "taylor")
+
+
+class _FinalError:
+    """The search objective: the mean squared error of a plan's final samples against full
+    compute's from the same calibration noises (their own seed, apart from any evaluation's)."""
+
+    def __init__(self, model: DiT, req: PlanRequest):
+        from .diffusion import initial_noise
+        from .executor import sample
+
+        arch = model.config
+        n = req.calib_samples
+        if n < 1:
+            raise PlanError("search needs --calib-samples of at least 1")
+        self.model, self.req, self.sample = model, req, sample
+        self.noise = initial_noise(n, (arch.in_channels, arch.input_size, arch.input_size), req.seed + 2000)
+        self.labels = torch.arange(n) % arch.num_classes
+        self.order = req.forecast_order if req.forecast else 0
+        self.basis = req.forecast_basis or "newton"
+        with torch.no_grad():
+            full = Plan.full(req.steps, arch.depth, sampler=model.sampler)
+            self.reference = sample(model, self.noise, self.labels, full)
+        self.evaluations = 0
+
+    def __call__(self, computes: dict[tuple[int, str], set[int]]) -> float:
+        depth = self.model.config.depth
+        skips = {(k, b, m) for (b, m), steps in computes.items() for k in range(self.req.steps) if k not in steps}
+        plan = Plan.from_skips(self.req.steps, depth, skips, sampler=self.model.sampler)
+        if self.order:
+            plan = plan.with_forecast(self.order, self.basis)
+        with torch.no_grad():
+            final = self.sample(self.model, self.noise, self.labels, plan)
+        self.evaluations += 1
+        return float(torch.mean((final - self.reference) ** 2))
+
+
+def _spread(steps: int, count: int) -> list[int]:
+    """``count`` key steps as evenly spaced as the step count allows, step 0 first."""
+    return sorted({round(i * steps / count) for i in range(count)})
+
+
+@register_policy("search")
+def search_policy(model: DiT, req: PlanRequest) -> Plan:
+    """Optimise the plan itself on the final-sample error of a few calibration noises.
+
+    From --start (any plan, its budget kept) or from evenly spaced key steps at --ratio: first a
+    coordinate descent over the key steps (every module computes on them; each key step moves a
+    step earlier or later while that lowers the error), then over every module's own computes
+    (one compute moves to a neighbouring step while that lowers the error). Every move keeps the
+    number of computes, so the budget is exact. The objective runs the sampler the plan will run
+    (reuse, or forecasts of --forecast-order in --forecast-basis)."""
+    from tqdm import tqdm
+
+    steps, depth = req.steps, model.config.depth
+    if req.search_rounds < 0:
+        raise PlanError("--search-rounds must be 0 or more")
+    rows = [(b, m) for b in range(depth) for m in MODULES]
+    objective = _FinalError(model, req)
+    if req.start:
+        start = load_plan(req.start)
+        start.check_model(model.config, steps)
+        if req.ratio is not None and skip_count(steps, depth, req.ratio) != len(start.skipped_cells()):
+            raise PlanError(
+                f"--start {req.start} skips {len(start.skipped_cells())} modules but --ratio {req.ratio} asks for "
+                f"{skip_count(steps, depth, req.ratio)}; drop --ratio to keep the start plan's budget"
+            )
+        computes = {(b, m): {k for k in range(steps) if start.action(k, b, m) == COMPUTE} for b, m in rows}
+        key_rounds = 0
+    else:
+        ratio = req.ratio if req.ratio is not None else 0.5
+        total = steps * len(rows) - skip_count(steps, depth, ratio)
+        per_row, extra = divmod(total, len(rows))
+        keys = _spread(steps, per_row)
+        computes = _with_extra(keys, rows, extra, steps)
+        key_rounds = req.search_rounds
+    bar = tqdm(desc=f"search ddim{steps}", unit="plan", leave=False)
+    best = objective(computes)
+    bar.update()
+    for _ in range(key_rounds):  # whole key steps
+        keys = sorted(set.intersection(*computes.values()))
+        extra = sum(len(c) for c in computes.values()) - len(keys) * len(rows)
+        moved = False
+        for i, key in enumerate(keys):
+            if key == 0:
+                continue
+            for new in (key - 1, key + 1):
+                if not 0 < new < steps or new in keys:
+                    continue
+                trial_keys = sorted({*keys[:i], new, *keys[i + 1 :]})
+                trial = _with_extra(trial_keys, rows, extra, steps)
+                error = objective(trial)
+                bar.update()
+                if error < best:
+                    best, computes, keys, moved = error, trial, trial_keys, True
+                    bar.set_postfix(mse=f"{best:.2e}")
+                    break
+        if not moved:
+            break
+    for _ in range(req.search_rounds):  # each module's own computes
+        moved = False
+        for row in rows:
+            for k in sorted(computes[row]):
+                if k == 0:
+                    continue
+                for new in (k - 1, k + 1):
+                    if not 0 < new < steps or new in computes[row]:
+                        continue
+                    trial = {**computes, row: (computes[row] - {k}) | {new}}
+                    error = objective(trial)
+                    bar.update()
+                    if error < best:
+                        best, computes, moved = error, trial, True
+                        bar.set_postfix(mse=f"{best:.2e}")
+                        break
+        if not moved:
+            break
+    bar.close()
+    skips = {(k, b, m) for (b, m), c in computes.items() for k in range(steps) if k not in c}
+    params = {
+        "ratio": len(skips) / (steps * len(rows)),
+        "start": req.start,
+        "calib_samples": req.calib_samples,
+        "search_rounds": req.search_rounds,
+        "evaluations": objective.evaluations,
+        "calib_mse": best,
+        "seed": req.seed,
+    }
+    return Plan.from_skips(steps, depth, skips, policy="search", params=params)
+
+
+def _with_extra(keys: list[int], rows: list, extra: int, steps: int) -> dict:
+    """Every row computes on ``keys``; the first ``extra`` rows also at the middle of the widest gap."""
+    computes = {row: set(keys) for row in rows}
+    bounds = [*keys, steps]
+    start, end = max(itertools.pairwise(bounds), key=lambda gap: gap[1] - gap[0])
+    middle = (start + end) // 2
+    if extra and middle in keys:
+        raise PlanError(f"no step is left between key steps {keys} for {extra} more computes")
+    for row in rows[:extra]:
+        computes[row].add(middle)
+    return computes
