@@ -182,7 +182,8 @@ def train_gates(
 
     dit = load(source).dit
     gates, losses = fit(dit, config)
-    path = save_gates(gates, out or default_gates_path(config.steps, config.kind, config.objective), dit, config)
+    shipped = default_gates_path(config.steps, config.kind, config.objective, config.target_ratio)
+    path = save_gates(gates, out or shipped, dit, config)
     tail = losses[-50:]
     return path, sum(tail) / max(1, len(tail))
 
@@ -257,8 +258,13 @@ def compare(
     from .compare import drift, select_rows, write_drift, write_report
     from .samples import class_labels
 
-    rows = select_rows(config.rows, config.drift)
     dit = load(source).dit
+    if config.frontier:
+        from .compare import frontier, frontier_rows
+
+        rows = frontier_rows(config.frontier_steps, config.frontier_ratios, config.frontier_families)
+        return frontier(dit, rows, out, command, config.per_class, config.seed, config.cfg_scale)
+    rows = select_rows(config.rows, config.drift)
     if config.drift:
         report, finals = drift(dit, rows, config.per_class, config.seed, config.cfg_scale)
         write_drift(report, finals, class_labels(dit.config.num_classes, config.per_class), out, command)

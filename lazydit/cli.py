@@ -338,7 +338,9 @@ def cmd_compare(args) -> None:
     command_line = "lazydit " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["compare"] else "lazydit compare"
     config = from_args(CompareConfig, args)
     report = api.compare(config, _source(args), args.out, command_line)
-    if config.drift:
+    if config.frontier:
+        print(f"wrote {args.out}/frontier.md, frontier.json, frontier.png ({len(report['rows'])} rows)")
+    elif config.drift:
         print(f"wrote {args.out}/drift.md, drift.json, drift.png")
     else:
         print(to_markdown(report))

@@ -36,12 +36,41 @@ class Row:
     params: dict = field(default_factory=dict)
 
 
+FRONTIER_STEPS = (50, 20)
+FRONTIER_RATIOS = (0.25, 0.5, 0.67, 0.75, 0.85)
+# each family is one curve: a policy with its settings, made at every (steps, ratio)
+FRONTIER_FAMILIES = {
+    "ddim": {},  # DDIM with the equal-compute step count
+    "fora": {},
+    "fora+forecast": {"forecast": True},
+    "taylorseer-1": {"forecast_order": 1},
+    "taylorseer-2": {"forecast_order": 2},
+    "taylorseer-3": {"forecast_order": 3},
+    "random": {},
+    "lazydit": {},
+    "lazydit+forecast": {"forecast": True},
+    "lazydit-dynamic": {"dynamic": True},
+    "lazydit-dynamic+forecast": {"dynamic": True, "forecast": True},
+    "search+forecast": {"forecast": True},
+    "search+forecast-2": {"forecast": True, "forecast_order": 2},
+}
+FIXED_FAMILIES = ("ddim", "fora", "fora+forecast", "taylorseer-1", "taylorseer-2", "taylorseer-3")
+
+
 @dataclass
 class CompareConfig:
     per_class: int = opt(100, "samples per class per row")
     seed: int = opt(0, "noise seed; sample i's noise depends only on (seed, i)")
     cfg_scale: float = opt(1.5, "classifier-free guidance scale")
     rows: tuple[str, ...] = opt((), "row names to run (default: all; DDIM-50 always runs)")
+    frontier: bool = opt(
+        False,
+        "instead of the table: the quality-vs-compute frontier, every policy family at every budget "
+        "(frontier.md, frontier.json, frontier.png); resumable: rows already in frontier.json are kept",
+    )
+    frontier_steps: tuple[int, ...] = opt(FRONTIER_STEPS, "frontier: DDIM step counts")
+    frontier_ratios: tuple[float, ...] = opt(FRONTIER_RATIOS, "frontier: lazy ratios (skipped / all modules)")
+    frontier_families: tuple[str, ...] = opt((), "frontier: policy families to run (default: all)")
     drift: bool = opt(
         False,
         "instead of the table: per-step PSNR against the no-skip sampler and the samples side by side "
@@ -106,6 +135,179 @@ def default_rows() -> list[Row]:
     return rows
 
 
+def frontier_rows(
+    steps: tuple[int, ...] = FRONTIER_STEPS,
+    ratios: tuple[float, ...] = FRONTIER_RATIOS,
+    families: tuple[str, ...] = (),
+) -> list[Row]:
+    """One row per (family, steps, ratio) that the family can make: DDIM at the equal-compute
+    step count, FORA at the interval 1 / (1 - ratio) when it is a whole number of at least 2
+    (rounded: 0.67 is every 3rd step, 0.85 every 7th), the rest at the ratio itself."""
+    unknown = sorted(set(families) - set(FRONTIER_FAMILIES))
+    if unknown:
+        raise ValueError(f"unknown frontier families {unknown}; known: {sorted(FRONTIER_FAMILIES)}")
+    rows = []
+    for n in steps:
+        for r in ratios:
+            for family, extra in FRONTIER_FAMILIES.items():
+                if families and family not in families:
+                    continue
+                tag = f"{n}@{round(r * 100)}%"
+                base = {"family": family, "frontier_steps": n, "target_ratio": r}
+                policy = family.split("+")[0].split("-")[0]
+                if family == "ddim":
+                    m = max(1, round(n * (1 - r)))
+                    rows.append(Row(f"DDIM-{m} ({tag})", "ddim", m, params=base))
+                    continue
+                if policy == "fora":
+                    interval = round(1 / (1 - r))
+                    if interval < 2:
+                        continue
+                    rows.append(Row(f"{family} {tag}", "fora", n, interval=interval, params=base, **extra))
+                    continue
+                dynamic = extra.get("dynamic", False)
+                settings = {k: v for k, v in extra.items() if k != "dynamic"}
+                rows.append(Row(f"{family} {tag}", policy, n, ratio=r, dynamic=dynamic, params=base, **settings))
+    return rows
+
+
+def frontier(
+    model: DiT,
+    rows: list[Row],
+    out_dir: str | Path,
+    command: str,
+    per_class: int = 100,
+    seed: int = 0,
+    cfg_scale: float = 1.5,
+    progress: bool = True,
+) -> dict:
+    """Run the rows not yet in ``out_dir/frontier.json`` (same model, samples and seed), writing
+    the report after every row, so a sweep split into parts or stopped half-way resumes."""
+    from .checkpoints import weights_hash
+    from .files import atomic_write
+
+    out_dir = Path(out_dir)
+    path = out_dir / "frontier.json"
+    key = {"model": weights_hash(model), "per_class": per_class, "seed": seed, "cfg": cfg_scale}
+    report = {**key, "reference": "DDIM-50", "rows": {}}
+    if path.is_file():
+        previous = json.loads(path.read_text())
+        if {k: previous.get(k) for k in key} != key:
+            raise ValueError(
+                f"{path} holds a frontier of another model or sampling ({ {k: previous.get(k) for k in key} }); "
+                "use another --out or remove it"
+            )
+        report = previous
+    todo = [r for r in rows if r.name not in report["rows"]]
+    if not todo:
+        write_frontier(report, out_dir, command)
+        return report
+    ref_result, reference = run_row(model, Row("DDIM-50", "ddim", 50), per_class, seed, cfg_scale, None, progress)
+    report["reference_result"] = ref_result
+    for i, row in enumerate(todo):
+        if progress:
+            print(f"frontier row {i + 1}/{len(todo)}: {row.name}", flush=True)
+        result, _ = run_row(model, row, per_class, seed, cfg_scale, reference, progress)
+        report["rows"][row.name] = {**result, **row.params}
+        atomic_write(path, lambda tmp: tmp.write_text(json.dumps(report, indent=1) + "\n"))
+    write_frontier(report, out_dir, command)
+    return report
+
+
+def frontier_markdown(report: dict) -> str:
+    """Per step count and budget: every family's MACs, PSNR against DDIM-50 and FD, the best
+    fixed schedule and the best learned or searched plan."""
+    ref = report.get("reference_result", {})
+    lines = [
+        (
+            f"Same initial noise for every row; {report['per_class']} samples per class, guidance {report['cfg']}, "
+            f"seed {report['seed']}; PSNR against DDIM-50 from the same noise; FD as a multiple of the "
+            f"real-vs-real floor (DDIM-50 itself: CNN {ref.get('fd_cnn_ratio', float('nan')):.2f}, "
+            f"MLP {ref.get('fd_mlp_ratio', float('nan')):.2f}). Fixed schedules: {', '.join(FIXED_FAMILIES)}."
+        ),
+        "",
+    ]
+    rows = list(report["rows"].values())
+    for n in sorted({r["frontier_steps"] for r in rows}, reverse=True):
+        lines += [
+            f"## {n} steps",
+            "",
+            "| budget | family | lazy ratio | MACs/image (M) | PSNR (dB) | FD CNN | FD MLP | plan s |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for r in sorted({r["target_ratio"] for r in rows if r["frontier_steps"] == n}):
+            group = [x for x in rows if x["frontier_steps"] == n and x["target_ratio"] == r]
+            for x in sorted(group, key=lambda x: -x["psnr_db"]):
+                lines.append(
+                    f"| {round(r * 100)}% | {x['family']} | {x['lazy_ratio']:.3f} | {x['macs_per_image'] / 1e6:.1f} | "
+                    f"{x['psnr_db']:.2f} | {x['fd_cnn_ratio']:.2f} | {x['fd_mlp_ratio']:.2f} | {x.get('plan_s', 0):.1f} |"
+                )
+            fixed = [x for x in group if x["family"] in FIXED_FAMILIES]
+            learned = [x for x in group if x["family"] not in FIXED_FAMILIES + ("random",)]
+            if fixed and learned:
+                bf, bl = max(fixed, key=lambda x: x["psnr_db"]), max(learned, key=lambda x: x["psnr_db"])
+                lines.append(
+                    f"| {round(r * 100)}% | **best learned/searched - best fixed** | | | "
+                    f"**{bl['psnr_db'] - bf['psnr_db']:+.2f}** ({bl['family']} vs {bf['family']}) | "
+                    f"{bl['fd_cnn_ratio'] - bf['fd_cnn_ratio']:+.2f} | {bl['fd_mlp_ratio'] - bf['fd_mlp_ratio']:+.2f} | |"
+                )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_frontier(report: dict, out_dir: str | Path, command: str) -> None:
+    """frontier.md (tables) and frontier.png (one curve per family: PSNR and both FDs against
+    MACs per image, one row of panels per step count)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import io
+
+    import matplotlib.pyplot as plt
+
+    from .files import atomic_write
+
+    out_dir = Path(out_dir)
+    text = (
+        "# Quality against compute: the frontier\n\nRegenerate (resumable; rows already in frontier.json "
+        f"are kept):\n\n```sh\n{command}\n```\n\n" + frontier_markdown(report)
+    )
+    atomic_write(out_dir / "frontier.md", lambda tmp: tmp.write_text(text))
+    rows = list(report["rows"].values())
+    counts = sorted({r["frontier_steps"] for r in rows}, reverse=True)
+    if not counts:
+        return
+    fig, axes = plt.subplots(len(counts), 3, figsize=(16, 4.6 * len(counts)), squeeze=False)
+    for i, n in enumerate(counts):
+        for j, (metric, label) in enumerate(
+            (
+                ("psnr_db", "PSNR vs DDIM-50 (dB)"),
+                ("fd_cnn_ratio", "FD CNN (x floor)"),
+                ("fd_mlp_ratio", "FD MLP (x floor)"),
+            )
+        ):
+            ax = axes[i][j]
+            for family in FRONTIER_FAMILIES:
+                pts = sorted(
+                    (r["macs_per_image"] / 1e6, r[metric])
+                    for r in rows
+                    if r["frontier_steps"] == n and r["family"] == family
+                )
+                if pts:
+                    style = "--" if family in FIXED_FAMILIES else "-"
+                    ax.plot(*zip(*pts), style, marker="o", ms=3, label=family)
+            ax.set_xlabel("MACs per image (M)")
+            ax.set_ylabel(label)
+            ax.set_title(f"{n} steps")
+            ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    atomic_write(out_dir / "frontier.png", lambda tmp: tmp.write_bytes(buf.getvalue()))
+
+
 def _dynamic_decider(model: DiT, plan: Plan, steps: int):
     """Per-sample gating at the static plan's cut-off logit, so both skip about the same share of
     modules. Compared on logits: saturated scores cannot tell cells apart."""
@@ -125,8 +327,10 @@ def run_row(
     reference: torch.Tensor | None,
     progress: bool = True,
 ) -> tuple[dict, torch.Tensor]:
+    started = time.perf_counter()
     plan = row_plan(model, row)
-    factory, extra = None, {}
+    extra = {"plan_s": time.perf_counter() - started}
+    factory = None
     if row.dynamic:
         factory, threshold = _dynamic_decider(model, plan, row.steps)
         extra["threshold"] = threshold
@@ -289,9 +493,9 @@ def row_plan(model: DiT, row: Row) -> Plan:
     """The plan a table row samples with (static rows)."""
     gates = None
     if row.policy == "lazydit":
-        from .gates import default_gates_path
+        from .gates import shipped_gates_for
 
-        gates = str(default_gates_path(row.steps, "lazydit", row.params.get("objective", "trajectory")))
+        gates = str(shipped_gates_for(row.steps, row.ratio, "lazydit", row.params.get("objective", "trajectory")))
     return make_plan(
         row.policy,
         model,
@@ -303,6 +507,7 @@ def row_plan(model: DiT, row: Row) -> Plan:
             gates=gates,
             forecast=row.forecast,
             forecast_order=row.forecast_order,
+            seed=row.params.get("seed", 0),
         ),
     )
 

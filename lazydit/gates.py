@@ -427,15 +427,33 @@ def load_gates(path: str | Path, model: DiT, steps: int | None = None) -> LazyGa
     return gates.eval()
 
 
-def default_gates_path(steps: int, kind: str = "lazydit", objective: str = "trajectory") -> Path:
+def default_gates_path(
+    steps: int, kind: str = "lazydit", objective: str = "trajectory", ratio: float | None = None
+) -> Path:
     """Where the shipped gates live: lazy gates trained with the trajectory objective by default,
-    ``objective="local"`` for the paper's one-step recipe, ``kind="router"`` for Learning-to-Cache."""
+    ``objective="local"`` for the paper's one-step recipe, ``kind="router"`` for Learning-to-Cache;
+    gates trained for a lazy ratio other than one half carry it in the name (``-r75``)."""
     from .checkpoints import DEFAULT_MODEL_DIR, DEFAULT_MODEL_NAME
 
     if kind not in GATE_KINDS or objective not in OBJECTIVES:
         raise GateError(f"no shipped gates of kind {kind!r} and objective {objective!r}")
     suffix = f"-{kind}" if kind != "lazydit" else ("-local" if objective == "local" else "")
-    return DEFAULT_MODEL_DIR / f"gates{suffix}-{DEFAULT_MODEL_NAME}-ddim{steps}.safetensors"
+    trained = "" if ratio is None or round(ratio * 100) == 50 else f"-r{round(ratio * 100)}"
+    return DEFAULT_MODEL_DIR / f"gates{suffix}-{DEFAULT_MODEL_NAME}-ddim{steps}{trained}.safetensors"
+
+
+SHIPPED_RATIOS = (0.5, 0.75)
+
+
+def shipped_gates_for(steps: int, ratio: float | None, kind: str = "lazydit", objective: str = "trajectory") -> Path:
+    """The shipped gate file trained for the lazy ratio nearest ``ratio`` (one half when None)
+    among those that exist; the one-half file when none does."""
+    wanted = 0.5 if ratio is None else ratio
+    for trained in sorted(SHIPPED_RATIOS, key=lambda r: (abs(r - wanted), r)):
+        path = default_gates_path(steps, kind, objective, trained)
+        if path.is_file():
+            return path
+    return default_gates_path(steps, kind, objective)
 
 
 @torch.no_grad()

@@ -36,7 +36,9 @@ class PlanRequest:
     start: str | None = opt(None, "search: plan JSON to refine (default: evenly spaced key steps at --ratio)")
     search_rounds: int = opt(2, "search: passes over the key steps and over every module's computes")
     calib_samples: int = opt(20, "search: calibration noises (their final samples are compared with full compute)")
-    gates: str | None = opt(None, "gate file (default: the shipped gates for --steps)")
+    gates: str | None = opt(
+        None, "gate file (default: the shipped gates for --steps trained for the ratio nearest --ratio)"
+    )
     calib_per_class: int = opt(4, "lazydit calibration trajectories per class")
     budget: str = opt(
         "global",
@@ -166,9 +168,9 @@ def _from_scores(
 
 
 def _gate_scores(model: DiT, req: PlanRequest, kind: str) -> tuple[torch.Tensor, torch.Tensor, str]:
-    from .gates import calibrate, default_gates_path, load_gates
+    from .gates import calibrate, load_gates, shipped_gates_for
 
-    path = req.gates or str(default_gates_path(req.steps, kind))
+    path = req.gates or str(shipped_gates_for(req.steps, req.ratio, kind))
     gates = load_gates(path, model, req.steps)
     if gates.kind != kind:
         raise PlanError(f"{path} holds {gates.kind} gates, policy needs {kind}")

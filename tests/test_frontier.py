@@ -1,0 +1,41 @@
+"""The quality-vs-compute frontier: rows per family and budget, resumable parts, refusals."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import make_tiny_model, run_cli
+
+from lazydit.checkpoints import save_model
+from lazydit.compare import frontier_rows
+
+
+def test_frontier_rows_cover_every_family_at_every_budget_it_can_make():
+    rows = frontier_rows((20,), (0.25, 0.75))
+    names = {r.name for r in rows}
+    assert "DDIM-5 (20@75%)" in names and "DDIM-15 (20@25%)" in names  # equal compute
+    assert "fora+forecast 20@75%" in names and "fora 20@25%" not in names  # FORA cannot skip a quarter
+    assert {r.interval for r in rows if r.policy == "fora"} == {4}
+    assert {r.forecast_order for r in rows if r.params["family"].startswith("taylorseer")} == {1, 2, 3}
+    assert all(r.dynamic == ("dynamic" in r.params["family"]) for r in rows)
+
+
+def test_the_frontier_resumes_and_refuses_another_model(tmp_path, tiny_model_path):
+    out = tmp_path / "frontier"
+    common = ["compare", "--frontier", "--model", str(tiny_model_path), "--per-class", "1",
+              "--frontier-steps", "10", "--frontier-ratios", "0.5", "--out", str(out)]  # fmt: skip
+    run_cli(*common, "--frontier-families", "fora+forecast,taylorseer-2")
+    first = json.loads((out / "frontier.json").read_text())["rows"]
+    assert set(first) == {"fora+forecast 10@50%", "taylorseer-2 10@50%"}
+    run_cli(*common, "--frontier-families", "fora+forecast,random")
+    second = json.loads((out / "frontier.json").read_text())["rows"]
+    assert set(second) == set(first) | {"random 10@50%"}
+    assert second["fora+forecast 10@50%"] == first["fora+forecast 10@50%"]  # kept, not run again
+    text = (out / "frontier.md").read_text()
+    assert "random" in text and "taylorseer-2" in text and (out / "frontier.png").stat().st_size > 1000
+    other = tmp_path / "other.safetensors"
+    save_model(make_tiny_model(seed=5), other.with_suffix(""))
+    refused = run_cli(*[a if a != str(tiny_model_path) else str(other) for a in common], check=False)
+    assert refused.returncode != 0 and "another model" in refused.stderr
+    bad = run_cli(*common, "--frontier-families", "fora,magic", check=False)
+    assert bad.returncode != 0 and "magic" in bad.stderr
