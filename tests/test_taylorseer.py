@@ -235,3 +235,10 @@ def test_a_taylorseer_plan_of_order_3_exports_and_replays_its_golden_vectors(tmp
     assert "onnx: golden replay min PSNR" in result.stdout
     manifest = json.loads((tmp_path / "bundle" / "manifest.json").read_text())
     assert json.dumps(manifest).count("taylor") >= 1
+
+
+def test_gates_refuse_a_training_budget_the_steps_cannot_reach(tmp_path, tiny_model_path):
+    result = run_cli("train-gates", "--model", str(tiny_model_path), "--steps", "4", "--target-ratio", "0.8",
+                     "--out", str(tmp_path / "g.safetensors"), check=False)  # fmt: skip
+    assert result.returncode != 0 and "out of range for 4 steps" in result.stderr
+    assert not (tmp_path / "g.safetensors").exists()
