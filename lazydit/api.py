@@ -60,10 +60,46 @@ def train(config: TrainConfig, out: str | Path) -> Path:
             "rows": rows,
         }
         atomic_write(curve_path, lambda tmp: tmp.write_text(json.dumps(report, indent=1)))
+        _plot_curve(rows, curve_path.with_suffix(".png"))
         fd = {k: f"{row[k]:.3f}" for k in ("fd_cnn_ratio", "fd_mlp_ratio") if k in row}
         print(f"step {step}: train loss {train_loss:.4f}, held-out {held_loss}, FD/floor {fd}", flush=True)
 
     return run(config, out, on_eval=on_eval if config.eval_every else None)
+
+
+def _plot_curve(rows: list[dict], path: Path) -> None:
+    """FD (both extractors, x floor) and the losses against training steps."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .files import atomic_write
+
+    steps = [r["step"] for r in rows]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for key, label in (("fd_cnn_ratio", "FD CNN"), ("fd_mlp_ratio", "FD MLP")):
+        if all(key in r for r in rows):
+            left.plot(steps, [r[key] for r in rows], marker="o", label=label)
+    left.set_xlabel("training steps")
+    left.set_ylabel("FD (x real-vs-real floor)")
+    left.set_yscale("log")
+    left.legend()
+    right.plot(steps, [r["train_loss"] for r in rows], marker="o", label="training loss (mean since last)")
+    if all(r["held_out_loss"] is not None for r in rows):
+        right.plot(steps, [r["held_out_loss"] for r in rows], marker="o", label="held-out loss (fixed set)")
+    right.set_xlabel("training steps")
+    right.set_ylabel("epsilon MSE")
+    right.legend()
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    atomic_write(path, lambda tmp: tmp.write_bytes(buf.getvalue()))
 
 
 def train_classifiers(seed: int = 0, out: str | Path | None = None) -> dict[str, float]:
