@@ -207,21 +207,26 @@ def taylorseer_schedule(steps: int, interval: int, warmup: int) -> list[int]:
 def taylorseer_policy(model: DiT, req: PlanRequest) -> Plan:
     """TaylorSeer: every module computes on the warm-up steps and then every n-th step, and is
     forecast in between by a Taylor expansion of order --forecast-order (the taylor basis unless
-    --forecast-basis newton). --ratio picks the interval whose lazy ratio is nearest."""
-    warmup = 3 if req.warmup is None else req.warmup
-    if not 1 <= warmup < req.steps:
-        raise PlanError(f"taylorseer --warmup {warmup}: give 1 to {req.steps - 1} fully computed steps")
+    --forecast-basis newton). --ratio picks the schedule whose lazy ratio is nearest: the
+    interval, and (unless --warmup is given) a warm-up of 1-3 steps, the most evenly spaced
+    computes first."""
     if req.interval is not None and req.ratio is not None:
         raise PlanError("taylorseer takes --interval or --ratio, not both")
-
-    def ratio_of(n: int) -> float:
-        return 1 - len(taylorseer_schedule(req.steps, n, warmup)) / req.steps
-
+    warmups = (req.warmup,) if req.warmup is not None else ((1, 2, 3) if req.ratio is not None else (3,))
+    for warmup in warmups:
+        if not 1 <= warmup < req.steps:
+            raise PlanError(f"taylorseer --warmup {warmup}: give 1 to {req.steps - 1} fully computed steps")
     if req.ratio is not None:
         skip_count(req.steps, model.config.depth, req.ratio)  # refuses a ratio the steps cannot reach
-        interval = min(range(1, req.steps + 1), key=lambda n: (abs(ratio_of(n) - req.ratio), n))
+
+        def rank(choice: tuple[int, int]) -> tuple:
+            computed = taylorseer_schedule(req.steps, choice[1], choice[0])
+            gaps = [b - a for a, b in itertools.pairwise([*computed, req.steps])]
+            return abs(1 - len(computed) / req.steps - req.ratio), max(gaps), -choice[0], choice[1]
+
+        warmup, interval = min(((w, n) for w in warmups for n in range(1, req.steps + 1)), key=rank)
     else:
-        interval = req.interval or 4
+        warmup, interval = warmups[0], req.interval or 4
     if interval < 1:
         raise PlanError("taylorseer needs --interval n >= 1")
     depth = model.config.depth
