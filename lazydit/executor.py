@@ -99,6 +99,23 @@ class StepRecord:
     computed: dict[tuple[int, str], float]  # fraction of samples that computed each module
 
 
+@dataclass
+class SamplerState:
+    """The sampler before step ``step``: the sample and every module's cache. Static plans never
+    write a cache tensor in place (a compute pushes a new list), so a copy of the lists is a
+    snapshot."""
+
+    step: int
+    x: torch.Tensor
+    caches: dict
+
+    def copy_caches(self) -> dict:
+        return {key: ModuleCache(list(c.outs), c.steps) for key, c in self.caches.items()}
+
+    def frozen(self) -> SamplerState:
+        return SamplerState(self.step, self.x, self.copy_caches())
+
+
 @torch.no_grad()
 def sample(
     model: DiT,
@@ -109,20 +126,38 @@ def sample(
     decider: Decider | None = None,
     dynamic_forecast: int = 0,
     on_step: Callable[[StepRecord], None] | None = None,
+    snapshots: list | None = None,
+    resume: SamplerState | None = None,
+    history: int | None = None,
 ) -> torch.Tensor:
     """Run DDIM over ``plan``; returns the final samples in [-1, 1]. ``dynamic_forecast``: the
-    forecast order of the modules a ``decider`` skips (0 reuses them; ``True`` is order 1)."""
+    forecast order of the modules a ``decider`` skips (0 reuses them; ``True`` is order 1).
+
+    For static plans, ``snapshots`` collects the sampler's state before every step, and
+    ``resume`` starts from such a state: two plans that agree on every step before ``k`` reach
+    step ``k`` in the same state, so a search over plans need not run that prefix again.
+    ``history``: the computes kept per module (default: what the plan's forecasts need); give
+    the same number to plans whose states are exchanged."""
     plan.check_model(model.config)
     if not 0 <= int(dynamic_forecast) <= MAX_ORDER:
         raise PlanError(f"dynamic forecast order {dynamic_forecast} is outside 0-{MAX_ORDER} (0 reuses)")
-    depth = max(2, plan.max_order + 1, int(dynamic_forecast) + 1)
+    if decider is not None and (snapshots is not None or resume is not None):
+        raise ValueError("snapshots and resume are for static plans: a decider updates the caches in place")
+    depth = history or max(2, plan.max_order + 1, int(dynamic_forecast) + 1)
+    if depth < max(2, plan.max_order + 1):
+        raise ValueError(f"history {history} is too short for forecasts of order {plan.max_order}")
     schedule = DDIMSchedule(plan.steps)
     batch = noise.shape[0]
     x = noise.clone()
     null = torch.full_like(labels, model.config.num_classes)
     y_pair = torch.cat([labels, null])
     caches: dict[tuple[int, str], ModuleCache] = {}
-    for k in range(plan.steps):
+    first = 0
+    if resume is not None:
+        first, x, caches = resume.step, resume.x, resume.copy_caches()
+    for k in range(first, plan.steps):
+        if snapshots is not None:
+            snapshots.append(SamplerState(k, x, caches).frozen())
         s = schedule.scalars(k)
         t_pair = torch.full((2 * batch,), s["t"])
         tokens, c = model.embed(torch.cat([x, x]), t_pair, y_pair)

@@ -239,7 +239,9 @@ def taylorseer_policy(model: DiT, req: PlanRequest) -> Plan:
 
 class _FinalError:
     """The search objective: the mean squared error of a plan's final samples against full
-    compute's from the same calibration noises (their own seed, apart from any evaluation's)."""
+    compute's from the same calibration noises (their own seed, apart from any evaluation's).
+    A trial that agrees with the accepted plan on its first steps resumes from that plan's state
+    there instead of running them again (the executor's snapshots)."""
 
     def __init__(self, model: DiT, req: PlanRequest):
         from .diffusion import initial_noise
@@ -254,21 +256,46 @@ class _FinalError:
         self.labels = torch.arange(n) % arch.num_classes
         self.order = req.forecast_order if req.forecast else 0
         self.basis = req.forecast_basis or "newton"
+        self.history = max(2, self.order + 1)
         with torch.no_grad():
             full = Plan.full(req.steps, arch.depth, sampler=model.sampler)
             self.reference = sample(model, self.noise, self.labels, full)
         self.evaluations = 0
+        self.steps_run = 0
+        self.accepted: tuple[list, list] | None = None  # (per-step actions, snapshots) of the accepted plan
+        self.trial: tuple[list, list] | None = None
 
-    def __call__(self, computes: dict[tuple[int, str], set[int]]) -> float:
+    def plan(self, computes: dict[tuple[int, str], set[int]]) -> Plan:
         depth = self.model.config.depth
         skips = {(k, b, m) for (b, m), steps in computes.items() for k in range(self.req.steps) if k not in steps}
         plan = Plan.from_skips(self.req.steps, depth, skips, sampler=self.model.sampler)
-        if self.order:
-            plan = plan.with_forecast(self.order, self.basis)
+        return plan.with_forecast(self.order, self.basis) if self.order else plan
+
+    def __call__(self, computes: dict[tuple[int, str], set[int]]) -> float:
+        plan = self.plan(computes)
+        actions = [tuple(row) for row in plan.cells]
+        first, resume = 0, None
+        if self.accepted is not None:
+            done, states = self.accepted
+            while first < plan.steps and actions[first] == done[first]:
+                first += 1
+            first = min(first, plan.steps - 1)
+            resume = states[first] if first else None
+            first = first if resume is not None else 0
+        snapshots: list = []
         with torch.no_grad():
-            final = self.sample(self.model, self.noise, self.labels, plan)
+            final = self.sample(
+                self.model, self.noise, self.labels, plan, snapshots=snapshots, resume=resume, history=self.history
+            )
+        kept = self.accepted[1][:first] if self.accepted is not None else []
+        self.trial = (actions, kept + snapshots)
         self.evaluations += 1
+        self.steps_run += plan.steps - first
         return float(torch.mean((final - self.reference) ** 2))
+
+    def accept(self) -> None:
+        """The last trial becomes the plan later trials resume from."""
+        self.accepted = self.trial
 
 
 def _spread(steps: int, count: int) -> list[int]:
@@ -312,6 +339,7 @@ def search_policy(model: DiT, req: PlanRequest) -> Plan:
         key_rounds = req.search_rounds
     bar = tqdm(desc=f"search ddim{steps}", unit="plan", leave=False)
     best = objective(computes)
+    objective.accept()
     bar.update()
     for _ in range(key_rounds):  # whole key steps
         keys = sorted(set.intersection(*computes.values()))
@@ -329,6 +357,7 @@ def search_policy(model: DiT, req: PlanRequest) -> Plan:
                 bar.update()
                 if error < best:
                     best, computes, keys, moved = error, trial, trial_keys, True
+                    objective.accept()
                     bar.set_postfix(mse=f"{best:.2e}")
                     break
         if not moved:
@@ -347,6 +376,7 @@ def search_policy(model: DiT, req: PlanRequest) -> Plan:
                     bar.update()
                     if error < best:
                         best, computes, moved = error, trial, True
+                        objective.accept()
                         bar.set_postfix(mse=f"{best:.2e}")
                         break
         if not moved:
@@ -359,6 +389,7 @@ def search_policy(model: DiT, req: PlanRequest) -> Plan:
         "calib_samples": req.calib_samples,
         "search_rounds": req.search_rounds,
         "evaluations": objective.evaluations,
+        "steps_run": objective.steps_run,
         "calib_mse": best,
         "seed": req.seed,
     }

@@ -243,3 +243,21 @@ def test_gates_refuse_a_training_budget_the_steps_cannot_reach(tmp_path, tiny_mo
                      "--out", str(tmp_path / "g.safetensors"), check=False)  # fmt: skip
     assert result.returncode != 0 and "out of range for 4 steps" in result.stderr
     assert not (tmp_path / "g.safetensors").exists()
+
+
+def test_a_sampler_resumed_from_a_snapshot_finishes_as_the_whole_run():
+    model = make_tiny_model()
+    noise = torch.randn(
+        3, TINY.in_channels, TINY.input_size, TINY.input_size, generator=torch.Generator().manual_seed(1)
+    )
+    labels = torch.tensor([0, 1, 2])
+    plan = make_plan("fora", model, PlanRequest(steps=9, interval=3, forecast=True, forecast_order=2))
+    snapshots: list = []
+    whole = sample(model, noise, labels, plan, snapshots=snapshots, history=3)
+    assert [s.step for s in snapshots] == list(range(9))
+    for k in (1, 4, 8):
+        resumed = sample(model, noise, labels, plan, resume=snapshots[k], history=3)
+        torch.testing.assert_close(resumed, whole, rtol=0, atol=0)
+    other = make_plan("fora", model, PlanRequest(steps=9, interval=2, forecast=True, forecast_order=2))
+    # a snapshot is the state of the plan that made it: another plan resumed there ends elsewhere
+    assert not torch.equal(sample(model, noise, labels, other, resume=snapshots[4], history=3), whole)
