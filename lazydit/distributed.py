@@ -58,6 +58,16 @@ def compute_dtype(device: torch.device) -> torch.dtype:
     return torch.float32
 
 
+def expected_dtype(name: str) -> torch.dtype:
+    """The compute dtype a run on device ``name`` will use, known without that device (for an
+    estimate made on another machine: ``cuda`` means a GPU with bf16)."""
+    if name == "cuda":
+        return torch.bfloat16
+    if name in ("cpu", "mps"):
+        return torch.float32
+    return compute_dtype(best_device(name))
+
+
 @dataclass
 class World:
     """This process's place among the processes torchrun started (a world of one without it)."""
@@ -131,6 +141,11 @@ def launched() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
+def rank_is_main() -> bool:
+    """Rank 0 of a torchrun world, or a process started alone: the one that reports."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def rank_label() -> str:
     """``rank 1 of 2: `` under torchrun, empty otherwise: for error messages."""
     if not launched():
@@ -152,7 +167,7 @@ def world(device: str = "auto") -> Iterator[World]:
     if chosen.type == "cuda":
         torch.cuda.set_device(chosen)
     backend = "nccl" if chosen.type == "cuda" else "gloo"
-    torch.distributed.init_process_group(backend, rank=rank, world_size=size, device_id=None)
+    torch.distributed.init_process_group(backend, rank=rank, world_size=size)
     try:
         yield World(rank, size, local_rank, chosen)
     finally:

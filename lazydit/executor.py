@@ -30,7 +30,10 @@ class ModuleCache:
     @classmethod
     def empty(cls, like: torch.Tensor, depth: int = 2) -> ModuleCache:
         rows = like.shape[0]
-        return cls([torch.zeros_like(like) for _ in range(depth)], torch.full((rows, depth), -1, dtype=torch.long, device=like.device))
+        return cls(
+            [torch.zeros_like(like) for _ in range(depth)],
+            torch.full((rows, depth), -1, dtype=torch.long, device=like.device),
+        )
 
     def push(self, step: int, fresh: torch.Tensor, rows: torch.Tensor | None = None) -> None:
         if rows is None:

@@ -524,6 +524,71 @@ def _full_step(model: DiT, x: torch.Tensor, y_pair: torch.Tensor, s: dict, cfg_s
     return caches, model.sampler.update(x, eps, s["alpha"], s["alpha_prev"])
 
 
+MB = 2**20
+
+
+def memory_estimate(
+    arch: DiTConfig, config: GateTrainConfig, processes: int = 1, dtype: torch.dtype = torch.float32
+) -> dict:
+    """What one process holds at its peak while training gates for ``arch``, in MB: the frozen DiT
+    in ``dtype``, the gates with their gradients and Adam moments, the reference pool and the
+    autograd activations of one iteration. Activations are measured, not modelled: one soft-lazy
+    step runs on meta tensors (shapes, no memory, no arithmetic) and every tensor autograd saves is
+    counted, in float32 (an upper bound under bf16 autocast). Python, torch and a CUDA context come
+    on top."""
+    local = World(size=processes).split(config.batch, "batch")
+    order = config.forecast_order if config.forecast else 0
+    with torch.device("meta"):
+        model = DiT(arch).eval().requires_grad_(False)
+        gates = LazyGates(2, arch.depth, arch.hidden_size, config.kind)
+        x = torch.zeros(local, arch.in_channels, arch.input_size, arch.input_size)
+        y = torch.zeros(2 * local, dtype=torch.long)
+    step = partial(_soft_step, model, gates, DDIMSchedule(2), y, config.cfg_scale, order)
+    with torch.no_grad():
+        _, _, state = step(0, x)
+    # a later step: its inputs depend on the gates, so autograd saves what it needs for them too
+    inputs = [t.clone().requires_grad_() for t in (x, *state)]
+    saved: dict[int, torch.Tensor] = {}
+
+    def keep(t: torch.Tensor) -> torch.Tensor:
+        saved[id(t)] = t
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t):
+        step(1, *inputs)
+    sizes = [t.numel() * 4 for t in saved.values()]
+    step_activations, crossing = sum(sizes), sum(t.numel() * 4 for t in inputs)
+    working = 2 * max(sizes)  # gradients of the largest activation while a step's backward runs
+    if config.objective == "local":
+        activations = step_activations + working
+    elif config.checkpoint:
+        activations = config.steps * crossing + step_activations + 2 * crossing + working
+    else:
+        activations = (config.steps - 1) * step_activations + crossing + working
+    weights = sum(t.numel() for t in (*model.parameters(), *model.buffers())) * torch.finfo(dtype).bits // 8
+    gate_numel = sum(p.numel() for p in LazyGates(config.steps, arch.depth, arch.hidden_size, config.kind).parameters())
+    pool = 2 * config.pool * x[0].numel() * 4 if config.objective == "trajectory" else 0
+    parts = {
+        "dit_weights_mb": weights / MB,
+        "gates_and_adam_mb": gate_numel * 4 * 4 / MB,
+        "reference_pool_mb": pool / MB,
+        "activations_mb": activations / MB,
+    }
+    return {
+        "model": arch.name,
+        "processes": processes,
+        "batch_per_process": local,
+        "steps": config.steps,
+        "objective": config.objective,
+        "checkpoint": config.checkpoint,
+        "dtype": str(dtype).removeprefix("torch."),
+        **parts,
+        "step_activations_mb": step_activations / MB,
+        "crossing_state_per_step_mb": crossing / MB,
+        "total_mb": sum(parts.values()),
+    }
+
+
 def save_gates(gates: LazyGates, path: str | Path, model: DiT, train_config: GateTrainConfig | None = None) -> Path:
     from safetensors.torch import save_file
 
