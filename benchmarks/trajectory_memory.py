@@ -83,12 +83,19 @@ def main() -> None:
                 f"  estimate {row['estimate_without_weights_mb']:8.0f} MB",
                 flush=True,
             )
+            Path(args.out).write_text(json.dumps({"rows": rows, "ratio_without_over_with": _ratios(rows)}, indent=1))
+    for estimator, ratio in _ratios(rows).items():
+        print(f"{estimator}: {ratio:.1f}x less memory with checkpointing")
+
+
+def _ratios(rows: list[dict]) -> dict[str, float]:
+    """Measured peak without checkpointing over the peak with it, per estimator measured both ways."""
     ratios = {}
-    for estimator in ("reuse", "forecast (order 1)"):
-        on, off = (next(r for r in rows if r["estimator"] == estimator and r["checkpoint"] is c) for c in (True, False))
-        ratios[estimator] = off["measured_peak_mb"] / on["measured_peak_mb"]
-        print(f"{estimator}: {ratios[estimator]:.1f}x less memory with checkpointing")
-    Path(args.out).write_text(json.dumps({"rows": rows, "ratio_without_over_with": ratios}, indent=1) + "\n")
+    for estimator in dict.fromkeys(r["estimator"] for r in rows):
+        peaks = {r["checkpoint"]: r["measured_peak_mb"] for r in rows if r["estimator"] == estimator}
+        if len(peaks) == 2:
+            ratios[estimator] = peaks[False] / peaks[True]
+    return ratios
 
 
 if __name__ == "__main__":

@@ -33,7 +33,8 @@ def train(config: TrainConfig, out: str | Path) -> Path:
     """Train a DiT; returns the written ``model.safetensors``. With ``eval_every`` the EMA weights
     are evaluated on a fixed sample set as training goes (DDIM, the same noise every time: class
     accuracy and FD on both extractors, training and held-out loss), row by row into
-    ``out/curve.json``."""
+    ``out/curve.json``. Under torchrun the global batch is shared out between the processes and
+    rank 0 alone evaluates and writes."""
     import json
     import time
 
@@ -67,7 +68,10 @@ def train(config: TrainConfig, out: str | Path) -> Path:
         fd = {k: f"{row[k]:.3f}" for k in ("fd_cnn_ratio", "fd_mlp_ratio") if k in row}
         print(f"step {step}: train loss {train_loss:.4f}, held-out {held_loss}, FD/floor {fd}", flush=True)
 
-    return run(config, out, on_eval=on_eval if config.eval_every else None)
+    from .distributed import world
+
+    with world(config.device) as processes:
+        return run(config, out, on_eval=on_eval if config.eval_every else None, world=processes)
 
 
 def train_classifiers(seed: int = 0, out: str | Path | None = None) -> dict[str, float]:

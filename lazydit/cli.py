@@ -80,9 +80,12 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 @command("train", "train a DiT on digits or an image folder (EMA, resumable, fixed seed)", _train_args)
 def cmd_train(args) -> None:
     from . import api
+    from .distributed import rank_is_main
     from .train import TrainConfig
 
-    print(f"wrote {api.train(from_args(TrainConfig, args), args.out)}")
+    path = api.train(from_args(TrainConfig, args), args.out)
+    if rank_is_main():
+        print(f"wrote {path}")
 
 
 def _classifier_args(p: argparse.ArgumentParser) -> None:

@@ -125,15 +125,16 @@ class World:
         if self.size > 1:
             torch.distributed.barrier()
 
-    def data_parallel(self, module: nn.Module) -> nn.Module:
+    def data_parallel(self, module: nn.Module, find_unused: bool = True) -> nn.Module:
         """``module`` wrapped in DistributedDataParallel (gradients averaged in the backward pass);
-        itself in a world of one. Cells a step does not use get no gradient on any rank."""
+        itself in a world of one. ``find_unused``: parameters an iteration does not use (the
+        gates of other steps) get no gradient on any rank, as in one process."""
         if self.size == 1:
             return module
         from torch.nn.parallel import DistributedDataParallel
 
         ids = [self.device.index] if self.device.type == "cuda" else None
-        return DistributedDataParallel(module, device_ids=ids, find_unused_parameters=True)
+        return DistributedDataParallel(module, device_ids=ids, find_unused_parameters=find_unused)
 
 
 def launched() -> bool:

@@ -549,9 +549,11 @@ def memory_estimate(
     # a later step: its inputs depend on the gates, so autograd saves what it needs for them too
     inputs = [t.clone().requires_grad_() for t in (x, *state)]
     saved: dict[int, torch.Tensor] = {}
+    resident = {id(t) for t in (*model.parameters(), *model.buffers(), *gates.parameters())}
 
     def keep(t: torch.Tensor) -> torch.Tensor:
-        saved[id(t)] = t
+        if id(t) not in resident and id(t._base) not in resident:  # weights are counted once, below
+            saved[id(t)] = t
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t):

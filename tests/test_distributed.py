@@ -154,3 +154,13 @@ def test_a_device_the_machine_lacks_is_refused(tiny_model_path, tmp_path):
         check=False,
     )
     assert proc.returncode == 2 and "has no CUDA GPU" in proc.stderr
+
+
+def test_two_processes_train_the_dit_one_process_trains(tmp_path):
+    flags = ["--size=DiT-Digits", "--iterations=3", "--batch=8", "--warmup=1", "--lr=1e-3"]
+    torchrun("train", *flags, "--seed=2", "--out", str(tmp_path / "two"))
+    run_cli("train", *flags, "--seed=2", "--out", str(tmp_path / "one"))
+    run_cli("train", *flags, "--seed=5", "--out", str(tmp_path / "other"))
+    two, one, other = (load_file(str(tmp_path / d / "model.safetensors")) for d in ("two", "one", "other"))
+    assert _close(two, one)
+    assert not _close(other, one)  # negative control: another seed, other weights
