@@ -161,6 +161,9 @@ def _gate_args(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="print the memory one process will need (model, steps, batch, processes under torchrun) and stop",
     )
+    p.add_argument(
+        "--processes", type=int, help="with --dry-run: estimate for this many processes (default: torchrun's, else 1)"
+    )
 
 
 @command("train-gates", "train lazy gates (or Learning-to-Cache routers) for DDIM N steps on a frozen DiT", _gate_args)
@@ -171,7 +174,7 @@ def cmd_train_gates(args) -> None:
 
     config = from_args(GateTrainConfig, args)
     if args.dry_run:
-        estimate = api.gate_memory(config, _source(args))
+        estimate = api.gate_memory(config, _source(args), args.processes)
         if rank_is_main():
             _write_json(None, estimate)
         return
