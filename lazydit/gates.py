@@ -215,6 +215,12 @@ def train_gates(
     if config.objective == "trajectory":
         return _train_trajectory(frozen, config, progress and world.main, world, local_batch)
     data = data if data is not None else digits("train")
+    arch = model.config
+    if data.shape != (arch.in_channels, arch.input_size, arch.input_size):
+        raise GateError(
+            f"the local objective draws training inputs of shape {data.shape}, the model takes "
+            f"{(arch.in_channels, arch.input_size, arch.input_size)}; use the trajectory objective (it needs no data)"
+        )
     steps = config.steps
     torch.manual_seed(config.seed)
     gates = LazyGates(steps, model.config.depth, model.config.hidden_size, config.kind).to(world.device)
