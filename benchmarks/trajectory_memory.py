@@ -1,7 +1,8 @@
 """Peak memory of one trajectory-objective iteration with and without per-step checkpointing,
 measured on the CPU beside the estimate ``lazydit train-gates --dry-run`` prints.
 
-Each configuration runs in a fresh process: a random-weight DiT of the chosen size is built, the
+Each configuration runs in a fresh process: a random-weight DiT of the chosen size is built, a
+two-step iteration warms the kernels up, the
 process's resident-set high-water mark is reset (Linux ``/proc/self/clear_refs``), one training
 iteration runs (the reference trajectory, the soft-lazy unroll, its backward pass and the Adam
 step), and the high-water mark above the resident set before it is the measured figure. The
@@ -14,6 +15,7 @@ import argparse
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 MB = 2**20
@@ -42,6 +44,9 @@ def measure(size: str, steps: int, batch: int, forecast: bool, checkpoint: bool)
         steps=steps, iterations=1, batch=batch, pool=batch, forecast=forecast, checkpoint=checkpoint, device="cpu"
     )
     estimate = memory_estimate(model.config, config)
+    # a two-step iteration first: the kernels and the libraries' pages they touch are then resident,
+    # and what follows measures the training's tensors, not torch's code being paged in
+    train_gates(model, replace(config, steps=2, target_ratio=0.25), progress=False)
     before = _status("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # the high-water mark starts again from here
     train_gates(model, config, progress=False)
