@@ -5,6 +5,9 @@ arguments here say where things are). ``lazydit train-gates --steps 20 --out g.s
 
 from __future__ import annotations
 
+import math
+import os
+import shutil
 from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -14,6 +17,7 @@ import torch
 
 from .compare import CompareConfig
 from .data import from_uint8
+from .distributed import World
 from .export.bundle import ExportOptions
 from .gates import GateTrainConfig, default_gates_path, load_gates, save_gates
 from .macs import plan_record
@@ -29,7 +33,8 @@ def train(config: TrainConfig, out: str | Path) -> Path:
     """Train a DiT; returns the written ``model.safetensors``. With ``eval_every`` the EMA weights
     are evaluated on a fixed sample set as training goes (DDIM, the same noise every time: class
     accuracy and FD on both extractors, training and held-out loss), row by row into
-    ``out/curve.json``."""
+    ``out/curve.json``. Under torchrun the global batch is shared out between the processes and
+    rank 0 alone evaluates and writes."""
     import json
     import time
 
@@ -64,7 +69,10 @@ def train(config: TrainConfig, out: str | Path) -> Path:
         fd = {k: f"{row[k]:.3f}" for k in ("fd_cnn_ratio", "fd_mlp_ratio") if k in row}
         print(f"step {step}: train loss {train_loss:.4f}, held-out {held_loss}, FD/floor {fd}", flush=True)
 
-    return run(config, out, on_eval=on_eval if config.eval_every else None)
+    from .distributed import world
+
+    with world(config.device) as processes:
+        return run(config, out, on_eval=on_eval if config.eval_every else None, world=processes)
 
 
 def _plot_curve(rows: list[dict], path: Path) -> None:
@@ -123,13 +131,13 @@ def model_and_plan(source: ModelSource, config: SamplingConfig) -> tuple[LoadedM
     return loaded, plan
 
 
-def _decider_factory(config: SamplingConfig, model: DiT, plan: Plan) -> Callable | None:
+def _decider_factory(config: SamplingConfig, model: DiT, plan: Plan, device: torch.device) -> Callable | None:
     """Per-sample gating (``--dynamic``): a fresh decider per batch, computing where a gate scores
     at or above the threshold."""
     if not config.dynamic:
         return None
     path = default_gates_path(plan.steps) if config.dynamic == "default" else config.dynamic
-    gates = load_gates(path, model, plan.steps)
+    gates = load_gates(path, model, plan.steps).to(device)
     threshold = config.threshold
 
     def factory():
@@ -138,22 +146,33 @@ def _decider_factory(config: SamplingConfig, model: DiT, plan: Plan) -> Callable
     return factory
 
 
-def generate_set(source: ModelSource, config: SamplingConfig) -> tuple[np.ndarray, np.ndarray, float, Plan]:
+def generate_set(
+    source: ModelSource, config: SamplingConfig, world: World | None = None
+) -> tuple[np.ndarray, np.ndarray, float, Plan]:
     """uint8 images (decoded by the VAE for a latent model), labels, eager seconds per image, and
-    the plan that made them."""
+    the plan that made them. In a ``world`` of several processes, this process's batches only."""
+    from .distributed import best_device
     from .samples import check_showable, generate, to_pictures
 
+    world = world or World(device=best_device(config.device))
     loaded, plan = model_and_plan(source, config)
     check_showable(loaded)
     labels = config.labels(loaded.dit.config.num_classes)
+    decider_factory = _decider_factory(config, loaded.dit, plan, world.device)
+    loaded.dit.to(world.device)
+    if loaded.vae is not None:
+        loaded.vae.to(world.device)
     samples, labels, per_image = generate(
         loaded.dit,
         plan,
         labels,
         config.seed,
         config.cfg_scale,
-        decider_factory=_decider_factory(config, loaded.dit, plan),
+        config.batch_size,
+        decider_factory=decider_factory,
         dynamic_forecast=config.forecast_order,
+        progress=world.main,
+        batches=world.blocks(math.ceil(len(labels) / config.batch_size)),
     )
     return to_pictures(loaded, samples), labels.numpy(), per_image, plan
 
@@ -165,15 +184,51 @@ def sample(
     bundle: str | None = None,
     backend: str = "onnxruntime",
 ) -> tuple[Path, int, float]:
-    """Write ``samples.npz`` and ``grid.png``, eager or from a bundle; returns the folder, the
-    number of samples and the seconds per image."""
-    from .samples import sample_bundle, write_samples
+    """Write ``samples.npz``, ``grid.png`` and the FID evaluator's ``samples_NxHxWx3.npz``, eager
+    or from a bundle; returns the folder, the number of samples and the seconds per image. Under
+    torchrun each process draws its batches into ``out/.shards`` and rank 0 merges them, in global
+    order, once every process has finished (``out`` must be on a disk every process sees)."""
+    from .distributed import launched, world
+    from .samples import sample_bundle, write_adm, write_samples
 
     if bundle:
+        if launched() and int(os.environ["WORLD_SIZE"]) > 1:
+            raise ValueError("--bundle sampling runs in one process; start it without torchrun")
         images, labels, per_image = sample_bundle(bundle, backend, config)
     else:
-        images, labels, per_image, _ = generate_set(source or ModelSource(), config)
+        with world(config.device) as processes:
+            images, labels, per_image, _ = generate_set(source or ModelSource(), config, processes)
+            if processes.size > 1:
+                images, labels = _merge_shards(Path(out), processes, images, labels)
+            if not processes.main:
+                return Path(out), len(labels), per_image
+    write_adm(out, images)
     return write_samples(out, images, labels), len(labels), per_image
+
+
+def _merge_shards(out: Path, world: World, images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every rank's share written to ``out/.shards``; rank 0 gets them all back in rank order
+    (rank r drew the r-th run of batches), the other ranks their own."""
+    from .files import atomic_write
+
+    shards = out / ".shards"
+    mine = shards / f"rank-{world.rank}.npz"
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            np.savez(f, images=images, labels=labels)
+
+    atomic_write(mine, write)
+    world.barrier()  # every share is on disk (a rank that failed never gets here)
+    if not world.main:
+        return images, labels
+    parts = []
+    for rank in range(world.size):
+        with np.load(shards / f"rank-{rank}.npz") as data:
+            parts.append((data["images"], data["labels"]))
+    shutil.rmtree(shards)
+    parts = [p for p in parts if len(p[1])]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
 def evaluate(
@@ -213,15 +268,33 @@ def train_gates(
     config: GateTrainConfig, source: ModelSource | None = None, out: str | Path | None = None
 ) -> tuple[Path, float]:
     """Train gates and write them (default: next to the default model, where ``plan`` looks);
-    returns the file and the mean loss of the last iterations."""
+    returns the file and the mean loss of the last iterations. Under torchrun every process trains
+    its share of each global batch; rank 0 writes the file once every rank has finished."""
+    from .distributed import world
     from .gates import train_gates as fit
 
     dit = load(source).dit
-    gates, losses = fit(dit, config)
     shipped = default_gates_path(config.steps, config.kind, config.objective, config.target_ratio)
-    path = save_gates(gates, out or shipped, dit, config)
+    path = Path(out or shipped).with_suffix(".safetensors")
+    with world(config.device) as processes:
+        gates, losses = fit(dit, config, world=processes)
+        processes.barrier()  # a rank that failed never gets here, so nothing is written
+        if processes.main:
+            save_gates(gates, path, dit, config)
     tail = losses[-50:]
     return path, sum(tail) / max(1, len(tail))
+
+
+def gate_memory(config: GateTrainConfig, source: ModelSource | None = None, processes: int | None = None) -> dict:
+    """``train-gates --dry-run``: the per-process memory estimate of this training run (processes:
+    torchrun's world size, else 1), without training."""
+    import os
+
+    from .distributed import expected_dtype
+    from .gates import memory_estimate
+
+    count = processes or int(os.environ.get("WORLD_SIZE", "1"))
+    return memory_estimate(load(source).dit.config, config, count, expected_dtype(config.device))
 
 
 def plan(policy: str, request: PlanRequest, out: str | Path, source: ModelSource | None = None) -> dict:

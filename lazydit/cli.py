@@ -80,9 +80,12 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 @command("train", "train a DiT on digits or an image folder (EMA, resumable, fixed seed)", _train_args)
 def cmd_train(args) -> None:
     from . import api
+    from .distributed import rank_is_main
     from .train import TrainConfig
 
-    print(f"wrote {api.train(from_args(TrainConfig, args), args.out)}")
+    path = api.train(from_args(TrainConfig, args), args.out)
+    if rank_is_main():
+        print(f"wrote {path}")
 
 
 def _classifier_args(p: argparse.ArgumentParser) -> None:
@@ -114,15 +117,19 @@ def _sample_args(p: argparse.ArgumentParser) -> None:
 )
 def cmd_sample(args) -> None:
     from . import api
+    from .distributed import rank_is_main
     from .samples import SamplingConfig
 
     out, count, per_image = api.sample(
         from_args(SamplingConfig, args), args.out, _source(args), args.bundle, args.backend
     )
     where = args.backend if args.bundle else "eager"
-    print(
-        f"wrote {out / 'samples.npz'} and {out / 'grid.png'} ({count} samples, {per_image * 1000:.2f} ms per image {where})"
-    )
+    if rank_is_main():
+        adm = next(out.glob(f"samples_{count}x*.npz"))
+        print(
+            f"wrote {out / 'samples.npz'}, {out / 'grid.png'} and {adm} ({count} samples, "
+            f"{per_image * 1000:.2f} ms per image {where})"
+        )
 
 
 def _eval_args(p: argparse.ArgumentParser) -> None:
@@ -149,15 +156,31 @@ def _gate_args(p: argparse.ArgumentParser) -> None:
     _model_arg(p)
     add_options(p, GateTrainConfig)
     p.add_argument("--out", help="gate file (default: next to the default model, where `lazydit plan` looks)")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the memory one process will need (model, steps, batch, processes under torchrun) and stop",
+    )
+    p.add_argument(
+        "--processes", type=int, help="with --dry-run: estimate for this many processes (default: torchrun's, else 1)"
+    )
 
 
 @command("train-gates", "train lazy gates (or Learning-to-Cache routers) for DDIM N steps on a frozen DiT", _gate_args)
 def cmd_train_gates(args) -> None:
     from . import api
+    from .distributed import rank_is_main
     from .gates import GateTrainConfig
 
-    path, mse = api.train_gates(from_args(GateTrainConfig, args), _source(args), args.out)
-    print(f"wrote {path} (final mse {mse:.3e})")
+    config = from_args(GateTrainConfig, args)
+    if args.dry_run:
+        estimate = api.gate_memory(config, _source(args), args.processes)
+        if rank_is_main():
+            _write_json(None, estimate)
+        return
+    path, mse = api.train_gates(config, _source(args), args.out)
+    if rank_is_main():
+        print(f"wrote {path} (final mse {mse:.3e})")
 
 
 def _plan_args(p: argparse.ArgumentParser) -> None:
@@ -368,6 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     _, _, run = COMMANDS[args.command]
     from .checkpoints import CheckpointError
     from .device import DeviceError
+    from .distributed import rank_label
     from .export.formats import ExportError
     from .gates import GateError
     from .plans import PlanError
@@ -384,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
         FileNotFoundError,
         ValueError,
     ) as err:
-        print(f"lazydit {args.command}: error: {err}", file=sys.stderr)
+        print(f"lazydit {args.command}: error: {rank_label()}{err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

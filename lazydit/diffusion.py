@@ -145,10 +145,11 @@ def q_sample(x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Te
     return torch.sqrt(acp) * x0 + torch.sqrt(1 - acp) * noise
 
 
-def initial_noise(n: int, shape: tuple[int, int, int], seed: int) -> torch.Tensor:
-    """Sample i's noise depends only on (seed, i), never on the plan, steps or batch size."""
+def initial_noise(n: int, shape: tuple[int, int, int], seed: int, start: int = 0) -> torch.Tensor:
+    """Sample i's noise depends only on (seed, i), never on the plan, steps, batch size or which
+    process draws it; ``start`` is the global index of the first of the ``n``."""
     out = torch.empty((n, *shape))
     for i in range(n):
-        g = torch.Generator().manual_seed(seed * 1_000_003 + i)
+        g = torch.Generator().manual_seed(seed * 1_000_003 + start + i)
         out[i] = torch.randn(shape, generator=g)
     return out

@@ -31,7 +31,10 @@ class ModuleCache:
     @classmethod
     def empty(cls, like: torch.Tensor, depth: int = 2) -> ModuleCache:
         rows = like.shape[0]
-        return cls([torch.zeros_like(like) for _ in range(depth)], torch.full((rows, depth), -1, dtype=torch.long))
+        return cls(
+            [torch.zeros_like(like) for _ in range(depth)],
+            torch.full((rows, depth), -1, dtype=torch.long, device=like.device),
+        )
 
     def push(self, step: int, fresh: torch.Tensor, rows: torch.Tensor | None = None) -> None:
         if rows is None:
@@ -159,7 +162,7 @@ def sample(
         if snapshots is not None:
             snapshots.append(SamplerState(k, x, caches).frozen())
         s = schedule.scalars(k)
-        t_pair = torch.full((2 * batch,), s["t"])
+        t_pair = torch.full((2 * batch,), s["t"], device=x.device)
         tokens, c = model.embed(torch.cat([x, x]), t_pair, y_pair)
         computed = {}
         for b, block in enumerate(model.blocks):
@@ -169,7 +172,7 @@ def sample(
                 action = plan.action(k, b, m)
                 wants = decider(k, b, m, h) if (decider is not None and k > 0) else None
                 if wants is None:
-                    wants = torch.full((batch,), action == COMPUTE)
+                    wants = torch.full((batch,), action == COMPUTE, device=x.device)
                     order = plan.order(k, b, m)
                 else:
                     order = int(dynamic_forecast)

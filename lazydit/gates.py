@@ -26,21 +26,26 @@ model (a hash of its weights) and the sampler (DDIM, N steps).
 
 from __future__ import annotations
 
+import copy
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint as recompute_in_backward
 from tqdm import tqdm
 
 from .checkpoints import weights_hash
 from .data import ImageDataset, digits
 from .diffusion import DDIMSchedule, initial_noise, q_sample
+from .distributed import DEVICES, World, best_device
 from .executor import sample
 from .files import atomic_write
-from .model import MODULES, DiT
+from .model import MODULES, DiT, DiTConfig
 from .options import opt
 from .plans import MAX_ORDER, Plan
 
@@ -130,6 +135,16 @@ class GateTrainConfig:
     pool: int = opt(512, "trajectory objective: reference trajectories (noise, label, full-compute sample)")
     forecast: bool = opt(False, "trajectory objective: skipped modules are forecast (for plans made with --forecast)")
     forecast_order: int = opt(1, "with --forecast: the forecast order, 1-3 (the one the plans will use)")
+    checkpoint: bool = opt(
+        True,
+        "trajectory objective: recompute each sampler step's activations in the backward pass, keeping only "
+        "the sample and the caches between steps (same gradients; about a third more compute)",
+    )
+    device: str = opt(
+        "auto",
+        "cpu, cuda or mps; auto: the best available (bf16 autocast on CUDA GPUs that support it, fp32 elsewhere)",
+        choices=DEVICES,
+    )
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -160,39 +175,94 @@ def _guided_eps(model: DiT, tokens: torch.Tensor, c: torch.Tensor, cfg_scale: fl
     return model.sampler.guide(eps[:half], eps[half:], cfg_scale)
 
 
+class _Objective(nn.Module):
+    """The gates and one loss over them: a forward for DistributedDataParallel to synchronise
+    (the frozen DiT stays outside, so it is neither broadcast nor reduced)."""
+
+    def __init__(self, gates: LazyGates, loss: Callable[..., tuple[torch.Tensor, ...]]):
+        super().__init__()
+        self.gates, self.loss = gates, loss
+
+    def forward(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.loss(self.gates, *args)
+
+
+def _on_device(model: DiT, world: World) -> DiT:
+    """The frozen DiT on the world's device in its compute dtype; the caller's model is left as it
+    is (its weights hash ties the gate file to it)."""
+    model.eval().requires_grad_(False)
+    if world.device.type == "cpu" and world.dtype == torch.float32:
+        return model
+    return copy.deepcopy(model).to(world.device, world.dtype)
+
+
 def train_gates(
-    model: DiT, config: GateTrainConfig, data: ImageDataset | None = None, progress: bool = True
+    model: DiT,
+    config: GateTrainConfig,
+    data: ImageDataset | None = None,
+    progress: bool = True,
+    world: World | None = None,
 ) -> tuple[LazyGates, list[float]]:
     """Train gates for every step index except the first; returns the gates and the loss curve.
-    The local objective draws noisy samples from ``data`` (default: the digits train split)."""
+    The local objective draws noisy samples from ``data`` (default: the digits train split).
+
+    In a ``world`` of several processes each computes its share of every global batch and
+    DistributedDataParallel averages the gradients; every random draw is made for the global batch
+    from the one seed, so the gates do not depend on the number of processes."""
+    world = world or World(device=best_device(config.device))
+    local_batch = world.split(config.batch, "batch")
+    frozen = _on_device(model, world)
     if config.objective == "trajectory":
-        return _train_trajectory(model, config, progress)
+        return _train_trajectory(frozen, config, progress and world.main, world, local_batch)
     data = data if data is not None else digits("train")
+    arch = model.config
+    if data.shape != (arch.in_channels, arch.input_size, arch.input_size):
+        raise GateError(
+            f"the local objective draws training inputs of shape {data.shape}, the model takes "
+            f"{(arch.in_channels, arch.input_size, arch.input_size)}; use the trajectory objective (it needs no data)"
+        )
     steps = config.steps
     torch.manual_seed(config.seed)
-    model.eval().requires_grad_(False)
-    gates = LazyGates(steps, model.config.depth, model.config.hidden_size, config.kind)
+    gates = LazyGates(steps, model.config.depth, model.config.hidden_size, config.kind).to(world.device)
+    objective = world.data_parallel(_Objective(gates, partial(_local_loss, frozen, config, world)))
     optimizer = torch.optim.Adam(gates.parameters(), lr=config.lr)
     schedule = DDIMSchedule(steps)
     gen = torch.Generator().manual_seed(config.seed)
-    null = model.config.num_classes
+    mine = slice(world.rank * local_batch, (world.rank + 1) * local_batch)
     losses = []
-    bar = tqdm(range(config.iterations), desc=f"gates ddim{steps}", disable=not progress)
+    bar = tqdm(range(config.iterations), desc=f"gates ddim{steps}", disable=not (progress and world.main))
     for _ in bar:
         k = int(torch.randint(1, steps, (1,), generator=gen))
         idx = torch.randint(0, len(data), (config.batch,), generator=gen)
         x0, y = data.images[idx], data.labels[idx]
-        y_pair = torch.cat([y, torch.full_like(y, null)])
         prev = schedule.scalars(k - 1)
         x_prev = q_sample(x0, torch.full((config.batch,), int(prev["t"])), torch.randn(x0.shape, generator=gen))
+        mse, penalty = objective(x_prev[mine].to(world.device), y[mine].to(world.device), torch.tensor(k))
+        loss = mse + penalty
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(float(world.mean(mse.detach())))
+        if len(losses) % 25 == 0:
+            bar.set_postfix(mse=f"{sum(losses[-25:]) / 25:.2e}")
+    return gates.eval().cpu(), losses
+
+
+def _local_loss(
+    model: DiT, config: GateTrainConfig, world: World, gates: LazyGates, x_prev, y, step
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The one-step loss at step ``k``: the soft-lazy guided eps against full compute, the cache
+    being every module's output one step earlier."""
+    k, schedule = int(step), DDIMSchedule(config.steps)
+    y_pair = torch.cat([y, torch.full_like(y, model.config.num_classes)])
+    with world.autocast():
         with torch.no_grad():
-            caches, x_k = _full_step(model, x_prev, y_pair, prev, config.cfg_scale)
-            cur = schedule.scalars(k)
-            t_pair = torch.full((2 * config.batch,), cur["t"])
+            caches, x_k = _full_step(model, x_prev, y_pair, schedule.scalars(k - 1), config.cfg_scale)
+            t_pair = torch.full((y_pair.shape[0],), schedule.scalars(k)["t"], device=x_prev.device)
             tokens, c = model.embed(torch.cat([x_k, x_k]), t_pair, y_pair)
             target = _guided_eps(model, _full_blocks(model, tokens, c), c, config.cfg_scale)
         soft = tokens
-        penalty = torch.zeros(())
+        penalty = torch.zeros((), device=x_prev.device)
         for b, block in enumerate(model.blocks):
             mods = block.modulation(c)
             for m in MODULES:
@@ -202,15 +272,8 @@ def train_gates(
                 out = s_pair * block.branch(m, h) + (1 - s_pair) * caches[(b, m)]
                 soft = soft + block.gate(m, mods).unsqueeze(1) * out
                 penalty = penalty + (config.rho_attn if m == "attn" else config.rho_mlp) * s.mean()
-        mse = torch.mean((_guided_eps(model, soft, c, config.cfg_scale) - target) ** 2)
-        loss = mse + penalty
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(float(mse))
-        if len(losses) % 25 == 0:
-            bar.set_postfix(mse=f"{sum(losses[-25:]) / 25:.2e}")
-    return gates.eval(), losses
+        mse = torch.mean((_guided_eps(model, soft, c, config.cfg_scale).float() - target.float()) ** 2)
+    return mse, penalty
 
 
 class _Rho:
@@ -232,7 +295,13 @@ class _Rho:
 
 
 def soft_trajectory(
-    model: DiT, gates: LazyGates, noise: torch.Tensor, labels: torch.Tensor, cfg_scale: float, forecast: int = 0
+    model: DiT,
+    gates: LazyGates,
+    noise: torch.Tensor,
+    labels: torch.Tensor,
+    cfg_scale: float,
+    forecast: int = 0,
+    checkpoint: bool = False,
 ) -> tuple[torch.Tensor, list[tuple[str, torch.Tensor]]]:
     """DDIM over every step with soft-lazy modules: ``score * fresh + (1 - score) * estimate``.
 
@@ -240,34 +309,66 @@ def soft_trajectory(
     order ``forecast`` (``True`` is 1), its ingredients carried as expectations over the gates'
     choices (:class:`_SoftSlope`, :class:`_SoftHistory`), so with scores of exactly 0 or 1 this is
     the plan executor with every skipped cell reused or forecast (``Plan.with_forecast(order)``).
-    Returns the final sample and every score."""
+    Returns the final sample and every score.
+
+    With ``checkpoint`` each sampler step is recomputed in the backward pass: autograd keeps only
+    what crosses steps (the sample and every module's cache state), so memory grows with
+    steps x (sample + caches) and not steps x activations; the gradients are the same."""
     schedule = DDIMSchedule(gates.steps)
-    batch = noise.shape[0]
     y_pair = torch.cat([labels, torch.full_like(labels, model.config.num_classes)])
-    estimator = _SoftHistory if int(forecast) > 1 else _SoftSlope
-    x, caches, scores = noise, {}, []
+    step = partial(_soft_step, model, gates, schedule, y_pair, cfg_scale, int(forecast))
+    x, state, scores = noise, (), []
+    names = MODULES * model.config.depth
     for k in range(gates.steps):
-        s = schedule.scalars(k)
-        tokens, c = model.embed(torch.cat([x, x]), torch.full((2 * batch,), s["t"]), y_pair)
-        for b, block in enumerate(model.blocks):
-            mods = block.modulation(c)
-            for m in MODULES:
-                h = block.branch_input(m, tokens, mods)
-                fresh = block.branch(m, h)
-                if k == 0:
-                    out, caches[(b, m)] = fresh, estimator(fresh, int(forecast))
-                else:
-                    score = gates.pair_score(k, b, m, h)
-                    scores.append((m, score))
-                    pair = torch.cat([score, score]).view(-1, 1, 1)
-                    out = pair * fresh + (1 - pair) * caches[(b, m)].estimate(k)
-                    caches[(b, m)].push(k, fresh, pair, out)
-                tokens = tokens + block.gate(m, mods).unsqueeze(1) * out
-        eps = model.eps(model.head(tokens, c))
-        x = model.sampler.update(
-            x, model.sampler.guide(eps[:batch], eps[batch:], cfg_scale), s["alpha"], s["alpha_prev"]
-        )
+        if checkpoint and torch.is_grad_enabled():
+            x, step_scores, state = recompute_in_backward(step, k, x, *state, use_reentrant=False)
+        else:
+            x, step_scores, state = step(k, x, *state)
+        scores.extend(zip(names, step_scores))
     return x, scores
+
+
+def _soft_step(
+    model: DiT,
+    gates: LazyGates,
+    schedule: DDIMSchedule,
+    y_pair: torch.Tensor,
+    cfg_scale: float,
+    order: int,
+    k: int,
+    x: torch.Tensor,
+    *state: torch.Tensor,
+) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+    """One soft-lazy DDIM step: the next sample, the step's scores and every module's cache state.
+
+    A pure function of its tensors (the caches are rebuilt from ``state``, never mutated), so the
+    backward pass can run it again and get the same activations."""
+    estimator = _SoftHistory if order > 1 else _SoftSlope
+    width = estimator.state_size(order)
+    caches = [estimator.from_state(order, state[i : i + width]) for i in range(0, len(state), width)]
+    batch = x.shape[0]
+    s = schedule.scalars(k)
+    tokens, c = model.embed(torch.cat([x, x]), torch.full((2 * batch,), s["t"], device=x.device), y_pair)
+    scores = []
+    for b, block in enumerate(model.blocks):
+        mods = block.modulation(c)
+        for j, m in enumerate(MODULES):
+            h = block.branch_input(m, tokens, mods)
+            fresh = block.branch(m, h)
+            if k == 0:
+                out = fresh
+                caches.append(estimator(fresh, order))
+            else:
+                score = gates.pair_score(k, b, m, h)
+                scores.append(score)
+                pair = torch.cat([score, score]).view(-1, 1, 1)
+                cache = caches[b * len(MODULES) + j]
+                out = pair * fresh + (1 - pair) * cache.estimate(k)
+                cache.push(k, fresh, pair, out)
+            tokens = tokens + block.gate(m, mods).unsqueeze(1) * out
+    eps = model.eps(model.head(tokens, c))
+    x = model.sampler.update(x, model.sampler.guide(eps[:batch], eps[batch:], cfg_scale), s["alpha"], s["alpha_prev"])
+    return x, tuple(scores), tuple(t for cache in caches for t in cache.state())
 
 
 class _SoftSlope:
@@ -276,7 +377,23 @@ class _SoftSlope:
 
     def __init__(self, fresh: torch.Tensor, order: int):
         self.last, self.order = fresh, order
-        self.slope, self.age = torch.zeros_like(fresh), torch.zeros(fresh.shape[0], 1, 1)
+        self.slope = torch.zeros_like(fresh)
+        self.age = torch.zeros(fresh.shape[0], 1, 1, device=fresh.device)
+
+    @staticmethod
+    def state_size(order: int) -> int:
+        return 3 if order else 1
+
+    def state(self) -> tuple[torch.Tensor, ...]:
+        return (self.last, self.slope, self.age) if self.order else (self.last,)
+
+    @classmethod
+    def from_state(cls, order: int, state: tuple[torch.Tensor, ...]) -> _SoftSlope:
+        cache = cls.__new__(cls)
+        cache.order, cache.last = order, state[0]
+        if order:
+            cache.slope, cache.age = state[1], state[2]
+        return cache
 
     def estimate(self, step: int) -> torch.Tensor:
         return self.last + self.slope if self.order else self.last
@@ -297,10 +414,23 @@ class _SoftHistory:
     difference is finite; with hard scores this is the executor's cache."""
 
     def __init__(self, fresh: torch.Tensor, order: int):
-        rows = torch.ones(fresh.shape[0], 1, 1)
+        rows = torch.ones(fresh.shape[0], 1, 1, device=fresh.device)
         self.values = [fresh] + [torch.zeros_like(fresh) for _ in range(order)]
         self.steps = [rows * -float(i) for i in range(order + 1)]
         self.exists = [rows] + [rows * 0.0 for _ in range(order)]
+
+    @staticmethod
+    def state_size(order: int) -> int:
+        return 3 * (order + 1)
+
+    def state(self) -> tuple[torch.Tensor, ...]:
+        return (*self.values, *self.steps, *self.exists)
+
+    @classmethod
+    def from_state(cls, order: int, state: tuple[torch.Tensor, ...]) -> _SoftHistory:
+        cache, n = cls.__new__(cls), order + 1
+        cache.values, cache.steps, cache.exists = list(state[:n]), list(state[n : 2 * n]), list(state[2 * n :])
+        return cache
 
     def estimate(self, step: int) -> torch.Tensor:
         """The Newton polynomial through the history at ``step``, term i weighted by entry i existing."""
@@ -321,47 +451,62 @@ class _SoftHistory:
         self.steps, self.exists = mix(self.steps, ones * float(step)), mix(self.exists, ones)
 
 
-def _train_trajectory(model: DiT, config: GateTrainConfig, progress: bool) -> tuple[LazyGates, list[float]]:
+def _reference_trajectories(
+    model: DiT, config: GateTrainConfig, world: World, noise: torch.Tensor, labels: torch.Tensor, progress: bool
+) -> torch.Tensor:
+    """The full-compute final sample of every pool entry, in chunks of 64: each rank computes its
+    run of chunks and the shares (zeros elsewhere) add up to the same pool on every rank."""
+    steps, chunk = config.steps, 64
+    plan = Plan.full(steps, model.config.depth, sampler=model.sampler)
+    starts = list(range(0, config.pool, chunk))
+    targets = torch.zeros(noise.shape, device=world.device)
+    for j in tqdm(world.blocks(len(starts)), desc=f"reference trajectories ddim{steps}", disable=not progress):
+        part = slice(starts[j], starts[j] + chunk)
+        with world.autocast():
+            targets[part] = sample(model, noise[part], labels[part], plan, config.cfg_scale).float()
+    return world.sum(targets)
+
+
+def _train_trajectory(
+    model: DiT, config: GateTrainConfig, progress: bool, world: World, local_batch: int
+) -> tuple[LazyGates, list[float]]:
     steps = config.steps
     torch.manual_seed(config.seed)
-    model.eval().requires_grad_(False)
     arch = model.config
-    gates = LazyGates(steps, arch.depth, arch.hidden_size, config.kind)
+    gates = LazyGates(steps, arch.depth, arch.hidden_size, config.kind).to(world.device)
     optimizer = torch.optim.Adam(gates.parameters(), lr=config.lr)
     gen = torch.Generator().manual_seed(config.seed)
-    labels = torch.randint(0, arch.num_classes, (config.pool,), generator=gen)
+    labels = torch.randint(0, arch.num_classes, (config.pool,), generator=gen).to(world.device)
     noise = initial_noise(config.pool, (arch.in_channels, arch.input_size, arch.input_size), config.seed + 7919)
-    targets = []
-    for i in tqdm(range(0, config.pool, 64), desc=f"reference trajectories ddim{steps}", disable=not progress):
-        targets.append(
-            sample(
-                model,
-                noise[i : i + 64],
-                labels[i : i + 64],
-                Plan.full(steps, arch.depth, sampler=model.sampler),
-                config.cfg_scale,
-            )
-        )
-    targets = torch.cat(targets)
+    noise = noise.to(world.device)
+    targets = _reference_trajectories(model, config, world, noise, labels, progress)
     rho = _Rho(config, steps, arch.depth)
+    order = config.forecast_order if config.forecast else 0
+
+    def loss(gates: LazyGates, noise: torch.Tensor, labels: torch.Tensor, target: torch.Tensor):
+        with world.autocast():
+            final, scores = soft_trajectory(model, gates, noise, labels, config.cfg_scale, order, config.checkpoint)
+        mse = torch.mean((final.float() - target) ** 2)
+        penalty = sum(rho[m] * s.float().mean() for m, s in scores)
+        return mse, penalty, torch.stack([s.detach().float().mean() for _, s in scores]).mean()
+
+    objective = world.data_parallel(_Objective(gates, loss))
+    mine = slice(world.rank * local_batch, (world.rank + 1) * local_batch)
     losses = []
     bar = tqdm(range(config.iterations), desc=f"gates ddim{steps} (trajectory)", disable=not progress)
     for _ in bar:
-        idx = torch.randint(0, config.pool, (config.batch,), generator=gen)
-        order = config.forecast_order if config.forecast else 0
-        final, scores = soft_trajectory(model, gates, noise[idx], labels[idx], config.cfg_scale, order)
-        mse = torch.mean((final - targets[idx]) ** 2)
-        penalty = sum(rho[m] * s.mean() for m, s in scores)
-        loss = mse + penalty
+        idx = torch.randint(0, config.pool, (config.batch,), generator=gen)[mine]
+        mse, penalty, mean_score = objective(noise[idx], labels[idx], targets[idx])
+        loss_value = mse + penalty
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss_value.backward()
         optimizer.step()
-        mean_score = float(torch.stack([s.detach().mean() for _, s in scores]).mean())
+        mean_score = float(world.mean(mean_score))
         rho.update(mean_score)
-        losses.append(float(mse.detach()))
+        losses.append(float(world.mean(mse.detach())))
         if len(losses) % 10 == 0:
             bar.set_postfix(mse=f"{sum(losses[-10:]) / 10:.2e}", score=f"{mean_score:.3f}", rho=f"{rho['mlp']:.1e}")
-    return gates.eval(), losses
+    return gates.eval().cpu(), losses
 
 
 def _full_blocks(model: DiT, tokens: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
@@ -372,7 +517,7 @@ def _full_blocks(model: DiT, tokens: torch.Tensor, c: torch.Tensor) -> torch.Ten
 
 def _full_step(model: DiT, x: torch.Tensor, y_pair: torch.Tensor, s: dict, cfg_scale: float):
     """One full DDIM step that also returns every module's output (the caches)."""
-    t_pair = torch.full((y_pair.shape[0],), s["t"])
+    t_pair = torch.full((y_pair.shape[0],), s["t"], device=x.device)
     tokens, c = model.embed(torch.cat([x, x]), t_pair, y_pair)
     caches = {}
     for b, block in enumerate(model.blocks):
@@ -383,6 +528,73 @@ def _full_step(model: DiT, x: torch.Tensor, y_pair: torch.Tensor, s: dict, cfg_s
             tokens = tokens + block.gate(m, mods).unsqueeze(1) * out
     eps = _guided_eps(model, tokens, c, cfg_scale)
     return caches, model.sampler.update(x, eps, s["alpha"], s["alpha_prev"])
+
+
+MB = 2**20
+
+
+def memory_estimate(
+    arch: DiTConfig, config: GateTrainConfig, processes: int = 1, dtype: torch.dtype = torch.float32
+) -> dict:
+    """What one process holds at its peak while training gates for ``arch``, in MB: the frozen DiT
+    in ``dtype``, the gates with their gradients and Adam moments, the reference pool and the
+    autograd activations of one iteration. Activations are measured, not modelled: one soft-lazy
+    step runs on meta tensors (shapes, no memory, no arithmetic) and every tensor autograd saves is
+    counted, in float32 (an upper bound under bf16 autocast). Python, torch and a CUDA context come
+    on top."""
+    local = World(size=processes).split(config.batch, "batch")
+    order = config.forecast_order if config.forecast else 0
+    with torch.device("meta"):
+        model = DiT(arch).eval().requires_grad_(False)
+        gates = LazyGates(2, arch.depth, arch.hidden_size, config.kind)
+        x = torch.zeros(local, arch.in_channels, arch.input_size, arch.input_size)
+        y = torch.zeros(2 * local, dtype=torch.long)
+    step = partial(_soft_step, model, gates, DDIMSchedule(2), y, config.cfg_scale, order)
+    with torch.no_grad():
+        _, _, state = step(0, x)
+    # a later step: its inputs depend on the gates, so autograd saves what it needs for them too
+    inputs = [t.clone().requires_grad_() for t in (x, *state)]
+    saved: dict[int, torch.Tensor] = {}
+    resident = {id(t) for t in (*model.parameters(), *model.buffers(), *gates.parameters())}
+
+    def keep(t: torch.Tensor) -> torch.Tensor:
+        if id(t) not in resident and id(t._base) not in resident:  # weights are counted once, below
+            saved[id(t)] = t
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t):
+        step(1, *inputs)
+    sizes = [t.numel() * 4 for t in saved.values()]
+    step_activations, crossing = sum(sizes), sum(t.numel() * 4 for t in inputs)
+    working = 2 * max(sizes)  # gradients of the largest activation while a step's backward runs
+    if config.objective == "local":
+        activations = step_activations + working
+    elif config.checkpoint:
+        activations = config.steps * crossing + step_activations + 2 * crossing + working
+    else:
+        activations = (config.steps - 1) * step_activations + crossing + working
+    weights = sum(t.numel() for t in (*model.parameters(), *model.buffers())) * torch.finfo(dtype).bits // 8
+    gate_numel = sum(p.numel() for p in LazyGates(config.steps, arch.depth, arch.hidden_size, config.kind).parameters())
+    pool = 2 * config.pool * x[0].numel() * 4 if config.objective == "trajectory" else 0
+    parts = {
+        "dit_weights_mb": weights / MB,
+        "gates_and_adam_mb": gate_numel * 4 * 4 / MB,
+        "reference_pool_mb": pool / MB,
+        "activations_mb": activations / MB,
+    }
+    return {
+        "model": arch.name,
+        "processes": processes,
+        "batch_per_process": local,
+        "steps": config.steps,
+        "objective": config.objective,
+        "checkpoint": config.checkpoint,
+        "dtype": str(dtype).removeprefix("torch."),
+        **parts,
+        "step_activations_mb": step_activations / MB,
+        "crossing_state_per_step_mb": crossing / MB,
+        "total_mb": sum(parts.values()),
+    }
 
 
 def save_gates(gates: LazyGates, path: str | Path, model: DiT, train_config: GateTrainConfig | None = None) -> Path:

@@ -123,10 +123,16 @@ class LabelEmbedder(nn.Module):
     def forward(
         self, labels: torch.Tensor, train: bool = False, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        if train and self.dropout_prob > 0:
-            drop = torch.rand(labels.shape[0], generator=generator, device=labels.device) < self.dropout_prob
-            labels = torch.where(drop, torch.full_like(labels, self.num_classes), labels)
+        if train:
+            labels = self.drop(labels, generator)
         return self.embedding_table(labels)
+
+    def drop(self, labels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Training's label dropout: each label becomes the null class with ``dropout_prob``."""
+        if self.dropout_prob <= 0:
+            return labels
+        drop = torch.rand(labels.shape[0], generator=generator, device=labels.device) < self.dropout_prob
+        return torch.where(drop, torch.full_like(labels, self.num_classes), labels)
 
 
 class Attention(nn.Module):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ from tqdm import tqdm
 
 from .data import to_uint8
 from .diffusion import initial_noise
+from .distributed import DEVICES
 from .executor import Decider, sample
 from .files import atomic_write
 from .model import DiT
@@ -37,10 +39,21 @@ class SamplingConfig:
     threshold: float = opt(0.5, "with --dynamic: compute when score >= this")
     dynamic_forecast: bool = opt(False, "with --dynamic: forecast skipped modules instead of reusing them")
     dynamic_forecast_order: int = opt(1, "with --dynamic-forecast: the forecast order, 1-3")
+    num_samples: int | None = opt(
+        None,
+        "draw this many samples instead of --per-class each, sample i of class i mod the number of classes "
+        "(e.g. 50000 for FID; under torchrun the batches are shared out between the processes)",
+    )
+    batch_size: int = opt(250, "samples per batch: the unit of work a process takes (the same in every run)")
+    device: str = opt("auto", "eager sampling on cpu, cuda or mps; auto: the best available", choices=DEVICES)
 
     def __post_init__(self) -> None:
         if not 1 <= self.dynamic_forecast_order <= MAX_ORDER:
             raise ValueError(f"--dynamic-forecast-order {self.dynamic_forecast_order} is outside 1-{MAX_ORDER}")
+        if self.num_samples is not None and self.num_samples < 1:
+            raise ValueError(f"--num-samples must be at least 1, got {self.num_samples}")
+        if self.batch_size < 1:
+            raise ValueError(f"--batch-size must be at least 1, got {self.batch_size}")
 
     @property
     def forecast_order(self) -> int:
@@ -48,13 +61,16 @@ class SamplingConfig:
         return self.dynamic_forecast_order if self.dynamic_forecast else 0
 
     def labels(self, num_classes: int) -> torch.Tensor:
-        """``per_class`` samples of every asked class, class by class (sample i's noise is fixed by i)."""
+        """``per_class`` samples of every asked class, class by class (sample i's noise is fixed by i);
+        with ``num_samples``, that many, cycling through the classes."""
         if self.per_class < 1:
             raise ValueError(f"--per-class must be at least 1, got {self.per_class}")
         wrong = [c for c in self.classes if not 0 <= c < num_classes]
         if wrong:
             raise ValueError(f"classes {wrong} are not classes of this model (0..{num_classes - 1})")
         chosen = torch.tensor(self.classes or range(num_classes), dtype=torch.long)
+        if self.num_samples is not None:
+            return chosen[torch.arange(self.num_samples) % len(chosen)]
         return chosen.repeat_interleave(self.per_class)
 
 
@@ -79,28 +95,31 @@ def generate(
     decider_factory=None,
     dynamic_forecast: int = 0,
     progress: bool = True,
+    batches: range | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Samples (float, as the sampler leaves them) for ``labels``; sample i's noise depends only on
     (seed, i), so two plans or step counts can be compared sample by sample. Returns samples,
     labels and the eager wall time per image in seconds. ``dynamic_forecast``: the forecast order
-    of the modules a decider skips (0 reuses them)."""
+    of the modules a decider skips (0 reuses them). ``batches``: only these batches of
+    ``batch_size`` samples (one process's share); every batch is the same whoever draws it."""
     arch = model.config
-    noise = initial_noise(len(labels), (arch.in_channels, arch.input_size, arch.input_size), seed)
-    out = []
+    device = next(model.parameters()).device
+    if batches is None:
+        batches = range(math.ceil(len(labels) / batch_size))
+    out, kept = [], []
     elapsed = 0.0
-    for i in tqdm(
-        range(0, len(labels), batch_size),
-        desc=f"sample {plan.policy} ddim{plan.steps}",
-        disable=not progress,
-        leave=False,
-    ):
+    for j in tqdm(batches, desc=f"sample {plan.policy} ddim{plan.steps}", disable=not progress, leave=False):
+        first = j * batch_size
+        chunk = labels[first : first + batch_size]
+        noise = initial_noise(len(chunk), (arch.in_channels, arch.input_size, arch.input_size), seed, first)
         decider: Decider | None = decider_factory() if decider_factory else None
         start = time.perf_counter()
+        kept.append(chunk)
         out.append(
             sample(
                 model,
-                noise[i : i + batch_size],
-                labels[i : i + batch_size],
+                noise.to(device),
+                chunk.to(device),
                 plan,
                 cfg_scale,
                 decider=decider,
@@ -108,7 +127,11 @@ def generate(
             )
         )
         elapsed += time.perf_counter() - start
-    return torch.cat(out), labels, elapsed / len(labels)
+    if not out:
+        empty = torch.empty((0, arch.in_channels, arch.input_size, arch.input_size))
+        return empty, labels[:0], 0.0
+    done = torch.cat(kept)
+    return torch.cat(out).cpu(), done, elapsed / len(done)
 
 
 def check_showable(loaded: LoadedModel) -> None:
@@ -128,7 +151,11 @@ def to_pictures(loaded: LoadedModel, samples: torch.Tensor, batch_size: int = 8)
     if loaded.vae is None:
         return to_uint8(samples)
     decode = LatentDecoder(loaded.vae)
-    return np.concatenate([decode(samples[i : i + batch_size]).numpy() for i in range(0, len(samples), batch_size)])
+    device = next(loaded.vae.parameters()).device
+    pictures = [
+        decode(samples[i : i + batch_size].to(device)).cpu().numpy() for i in range(0, len(samples), batch_size)
+    ]
+    return np.concatenate(pictures) if pictures else np.zeros((0, 0, 0, 3), np.uint8)
 
 
 def grid_png(images: np.ndarray, labels: np.ndarray, scale: int = 4) -> bytes:
@@ -176,6 +203,24 @@ def write_samples(out_dir: str | Path, images: np.ndarray, labels: np.ndarray, g
     png = grid_png(images[keep], labels[keep])
     atomic_write(out_dir / "grid.png", lambda tmp: tmp.write_bytes(png))
     return out_dir
+
+
+def adm_arrays(images: np.ndarray) -> np.ndarray:
+    """The layout the ADM / guided-diffusion FID evaluator reads: N x H x W x 3 uint8 (grey repeated)."""
+    return np.repeat(images[..., None], 3, axis=-1) if images.ndim == 3 else images
+
+
+def write_adm(out_dir: str | Path, images: np.ndarray) -> Path:
+    """``samples_NxHxWx3.npz`` with ``arr_0``, as the DiT sampling scripts name it."""
+    arr = adm_arrays(images)
+    path = Path(out_dir) / f"samples_{'x'.join(map(str, arr.shape))}.npz"
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            np.savez(f, arr_0=arr)
+
+    atomic_write(path, write)
+    return path
 
 
 def read_samples(path: str | Path) -> tuple[np.ndarray, np.ndarray]:

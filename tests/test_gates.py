@@ -145,3 +145,35 @@ def test_the_command_and_the_python_call_with_the_same_arguments_write_identical
     # a different seed is a different training run: the files must differ
     other, _ = api.train_gates(GateTrainConfig(**{**args, "seed": 6}), source, out=tmp_path / "other.safetensors")
     assert other.read_bytes() != path.read_bytes()
+
+
+@pytest.mark.parametrize("order", [0, 1, 2])
+def test_checkpointing_every_sampler_step_leaves_the_gradients_as_they_are(model, order):
+    gates = LazyGates(5, TINY.depth, TINY.hidden_size)
+    with torch.no_grad():
+        for linear in gates.linears:
+            linear.weight.normal_(0, 0.05)
+    noise, labels = initial_noise(2, (1, 8, 8), 3), torch.tensor([2, 7])
+
+    def gradients(checkpoint: bool, cfg_scale: float = 1.5) -> torch.Tensor:
+        gates.zero_grad(set_to_none=True)
+        final, scores = soft_trajectory(model, gates, noise, labels, cfg_scale, order, checkpoint=checkpoint)
+        (final.square().mean() + 1e-3 * sum(s.mean() for _, s in scores)).backward()
+        return torch.cat([p.grad.flatten() for p in gates.parameters() if p.grad is not None])
+
+    plain = gradients(checkpoint=False)
+    assert plain.abs().max() > 0
+    torch.testing.assert_close(gradients(checkpoint=True), plain, rtol=1e-6, atol=1e-9)
+    # negative control: another guidance scale is another trajectory, with other gradients
+    assert not torch.allclose(gradients(checkpoint=True, cfg_scale=3.0), plain, rtol=1e-3, atol=1e-6)
+
+
+def test_gates_trained_with_and_without_checkpointing_are_the_same(tiny_model_path, tmp_path):
+    from conftest import run_cli
+    from safetensors.torch import load_file
+
+    flags = ["--model", str(tiny_model_path), "--steps=3", "--iterations=3", "--batch=4", "--pool=8", "--forecast"]
+    run_cli("train-gates", *flags, "--out", str(tmp_path / "on.safetensors"))
+    run_cli("train-gates", *flags, "--no-checkpoint", "--out", str(tmp_path / "off.safetensors"))
+    on, off = load_file(str(tmp_path / "on.safetensors")), load_file(str(tmp_path / "off.safetensors"))
+    assert on.keys() == off.keys() and all(torch.allclose(on[k], off[k], rtol=1e-6, atol=1e-9) for k in on)
