@@ -1,4 +1,6 @@
+#if canImport(CryptoKit)
 import CryptoKit
+#endif
 import Foundation
 
 /// SHA-256 checks of bundle files against the manifest, to catch half-copied bundles.
@@ -6,11 +8,19 @@ public enum BundleIntegrity {
     public static func sha256(_ file: URL) throws -> String {
         let handle = try FileHandle(forReadingFrom: file)
         defer { try? handle.close() }
+        #if canImport(CryptoKit)
         var hasher = SHA256()
-        while let chunk = try handle.read(upToCount: 1 << 16), !chunk.isEmpty {
+        #else
+        var hasher = Sha256()
+        #endif
+        while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {
             hasher.update(data: chunk)
         }
+        #if canImport(CryptoKit)
         return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+        #else
+        return hasher.hexDigest()
+        #endif
     }
 
     /// Problems with one file: missing, or a digest other than `expectedSha256`. Empty when fine.
