@@ -18,7 +18,7 @@ EXECUTORCH_JAVA_VERSION=0.9.3   # react-native-executorch: 0.10+ download their 
 DEBIAN_MIRROR="${LAZYDIT_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 HOST_PACKAGES_JAVA=(openjdk-17-jdk-headless junit4 libhamcrest-java libgoogle-gson-java aapt android-framework-res)
 HOST_PACKAGES_SWIFT=(debootstrap)
-HOST_PACKAGES_NATIVE=(g++ g++-aarch64-linux-gnu qemu-user)
+HOST_PACKAGES_NATIVE=(g++ g++-aarch64-linux-gnu qemu-user nlohmann-json3-dev)
 SWIFT_PACKAGES=(swiftlang libc6-dev libstdc++-14-dev)
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

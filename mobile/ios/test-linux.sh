@@ -6,17 +6,21 @@
 # On Linux the Core ML and ExecuTorch backends compile out (no such frameworks); everything else,
 # the loop, manifest validation, .lzt files, digests, golden checks and benchmarks, is built and run.
 #
-# Usage: test-linux.sh [--package-dir DIR] [--build-only]    LAZYDIT_BUNDLE=DIR also replays a bundle
+# Usage: test-linux.sh [--package-dir DIR] [--scratch NAME] [--build-only]
+#   LAZYDIT_BUNDLE=DIR also replays a bundle; --scratch names the build cache (default: one per
+#   package folder), so checks that build changed copies of the package rebuild incrementally.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 package="$here"
 action=test
+scratch_name=
 while (( $# > 0 )); do
     case $1 in
         --package-dir) package="$(cd "$2" && pwd)"; shift 2 ;;
+        --scratch) scratch_name=$2; shift 2 ;;
         --build-only) action=build; shift ;;
-        *) echo "test-linux.sh: unknown argument '$1' (--package-dir DIR, --build-only)" >&2; exit 2 ;;
+        *) echo "test-linux.sh: unknown argument '$1' (--package-dir DIR, --scratch NAME, --build-only)" >&2; exit 2 ;;
     esac
 done
 
@@ -24,7 +28,7 @@ done
 cache="${LAZYDIT_MOBILE_CACHE:-$HOME/.cache/lazydit-mobile}"
 root="$cache/trixie"
 # One scratch folder per package folder, so a deliberately broken copy never dirties the real build.
-scratch="$cache/swift-build/$(printf '%s' "$package" | sha256sum | cut -c1-16)"
+scratch="$cache/swift-build/${scratch_name:-$(printf '%s' "$package" | sha256sum | cut -c1-16)}"
 mkdir -p "$scratch"
 bundle="${LAZYDIT_BUNDLE:-}"
 [[ -z $bundle || -f $bundle/manifest.json ]] || { echo "test-linux.sh: $bundle holds no manifest.json" >&2; exit 2; }

@@ -74,6 +74,7 @@ class LoadedBundleTest {
             val report = loaded.checkGolden()
             assertTrue(report.summary(), report.passed())
             assertEquals(loaded.manifest.steps().size, report.stepPsnrDb().size)
+            println("replayed bundle $bundle through LoadedBundle: worst PSNR ${report.worstPsnrDb()} dB")
         }
     }
 
