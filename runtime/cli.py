@@ -18,6 +18,11 @@ from .bundle import Bundle, BundleError
 def verify_bundle(bundle: str, backend: str, threads: int | None = None) -> dict:
     from .backends import create_backend
     from .loop import verify
+    from .native_runner import BACKEND as NATIVE
+    from .native_runner import native_verify
+
+    if backend == NATIVE:
+        return native_verify(bundle, threads)
 
     result = verify(create_backend(backend, Bundle.load(bundle), threads))
     result["bundle"] = bundle

@@ -25,9 +25,7 @@ def _run(cmd: list[str], bundle: Path | None = None, timeout: float = 1800) -> s
     env = {k: v for k, v in os.environ.items() if k != "LAZYDIT_BUNDLE"}
     if bundle is not None:
         env["LAZYDIT_BUNDLE"] = str(bundle)
-    return subprocess.run(
-        ["nice", "-n", "19", *cmd], check=False, env=env, capture_output=True, text=True, timeout=timeout
-    )
+    return subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def _explain(result: subprocess.CompletedProcess) -> str:

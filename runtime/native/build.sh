@@ -44,8 +44,8 @@ mkdir -p "$tmp_out/lib"
 for lib in "${libs[@]}"; do cp "$package/lib/$lib" "$tmp_out/lib/"; done
 # The backend and the kernels register themselves from static initialisers: link them even though
 # no symbol of theirs is referenced.
-nice -n 19 "$cxx" -std=c++17 -O2 -Wall -Wextra -Werror -DC10_USING_CUSTOM_GENERATED_MACROS -DET_USE_THREADPOOL \
-    -I"$include" -I"$include/executorch/runtime/core/portable_type/c10" \
+"$cxx" -std=c++17 -O2 -Wall -Wextra -Werror -DC10_USING_CUSTOM_GENERATED_MACROS -DET_USE_THREADPOOL \
+    -isystem "$include" -isystem "$include/executorch/runtime/core/portable_type/c10" \
     "$here/lazydit_native.cpp" -o "$tmp_out/lazydit-native" \
     -L"$tmp_out/lib" -Wl,--no-as-needed $(printf -- "-l:%s " "${libs[@]}") -Wl,--as-needed -Wl,-rpath,'$ORIGIN/lib' -lpthread
 rm -rf "$out"
