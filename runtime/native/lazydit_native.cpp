@@ -276,7 +276,7 @@ std::string device_name() {
 }
 
 struct Timed {
-  Bundle bundle;
+  std::unique_ptr<Bundle> bundle;  // the runner keeps a reference: the bundle must not move
   std::unique_ptr<Runner> runner;
   std::map<std::string, Tensor> initial;
   std::vector<double> images, decode, overhead;
@@ -297,8 +297,8 @@ struct Timed {
       loops.push_back(std::accumulate(s.begin(), s.end(), 0.0));
     }
     Json lazy = Json::array();
-    for (const StepSpec& s : bundle.steps) if (s.skipped > 0) lazy.push_back(s.index);
-    const Json& plan = bundle.raw.value("plan", Json::object());
+    for (const StepSpec& s : bundle->steps) if (s.skipped > 0) lazy.push_back(s.index);
+    const Json plan = bundle->raw.value("plan", Json::object());
     return {{"avg_inference_latency(ms)", mean(images)},
             {"trimmean_inference_latency(ms)", trimmed_mean(images)},
             {"model_load_time(ms)", runner->load_ms()},
@@ -313,11 +313,11 @@ struct Timed {
             {"lazy_steps", lazy},
             {"macs_per_image", plan.value("macs_per_image", Json())},
             {"lazy_ratio", plan.value("lazy_ratio", Json())},
-            {"methods", bundle.methods.size()},
+            {"methods", bundle->methods.size()},
             {"warmup", warmup},
             {"runs", images.size()},
             {"backend", "executorch-native"},
-            {"bundle", bundle.root.string()},
+            {"bundle", bundle->root.string()},
             {"role", role},
             {"device", device_name()},
             {"weights_cache", runner->weights_cache()},
@@ -326,9 +326,9 @@ struct Timed {
 };
 
 Timed open_timed(const std::string& dir, int threads) {
-  Timed t{Bundle::load(dir), nullptr, {}, {}, {}, {}, {}};
-  t.initial = Golden::read(t.bundle).initial;
-  t.runner = std::make_unique<Runner>(t.bundle, threads);
+  Timed t{std::make_unique<Bundle>(Bundle::load(dir)), nullptr, {}, {}, {}, {}, {}};
+  t.initial = Golden::read(*t.bundle).initial;
+  t.runner = std::make_unique<Runner>(*t.bundle, threads);
   return t;
 }
 
@@ -338,8 +338,8 @@ int bench(const std::string& dir, const std::string& baseline, int warmup, int r
   timed.push_back(open_timed(dir, threads));
   if (!baseline.empty()) {
     timed.push_back(open_timed(baseline, threads));
-    if (timed[1].bundle.steps.size() != timed[0].bundle.steps.size()) throw BundleError("the baseline has another number of steps");
-    for (const StepSpec& s : timed[1].bundle.steps) if (s.skipped) throw BundleError("the baseline bundle skips modules; export it without --plan");
+    if (timed[1].bundle->steps.size() != timed[0].bundle->steps.size()) throw BundleError("the baseline has another number of steps");
+    for (const StepSpec& s : timed[1].bundle->steps) if (s.skipped) throw BundleError("the baseline bundle skips modules; export it without --plan");
   }
   for (int w = 0; w < warmup; ++w) for (Timed& t : timed) t.runner->run(t.initial);
   for (int r = 0; r < runs; ++r) {  // interleaved, alternating which goes first
