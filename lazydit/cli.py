@@ -300,7 +300,6 @@ def _device_args(p: argparse.ArgumentParser) -> None:
 @command("device", "an emulated ARM64 phone: prepare the userland, run a bundle there", _device_args)
 def cmd_device(args) -> None:
     from . import device
-    from .runtime.loop import PARITY_DB
 
     if args.action == "profiles":
         for prof in device.PROFILES.values():

@@ -85,7 +85,9 @@ def _load(root: str, backend: str, threads: int | None) -> Timed:
 class BenchConfig:
     """How a bundle is timed. The fields' help doubles as the command line's (``lazydit bench``)."""
 
-    backend: str = field(default="onnxruntime", metadata={"help": "onnxruntime | executorch | executorch-native | torch | coreml"})
+    backend: str = field(
+        default="onnxruntime", metadata={"help": "onnxruntime | executorch | executorch-native | torch | coreml"}
+    )
     threads: int | None = field(default=None, metadata={"help": "intra-op threads (default: the backend's)"})
     warmup: int = field(default=2, metadata={"help": "untimed runs first"})
     runs: int = field(default=10, metadata={"help": "timed runs (of each bundle)"})

@@ -143,7 +143,10 @@ CORPUS: dict[str, tuple[str, Breaker]] = {
     "manifest-missing-decode": ("no 'decode' field", _edit(lambda m: m.pop("decode"))),
     "manifest-missing-golden-sha": ("golden without its sha256", _edit(lambda m: m["golden"].pop("sha256"))),
     "manifest-wrong-version": ("version 2", _edit(lambda m: m.update(version=2))),
-    "shape-is-a-string": ("slots.x.shape is the string '1,1,8,8'", _edit(lambda m: m["slots"]["x"].update(shape="1,1,8,8"))),
+    "shape-is-a-string": (
+        "slots.x.shape is the string '1,1,8,8'",
+        _edit(lambda m: m["slots"]["x"].update(shape="1,1,8,8")),
+    ),
     "index-is-a-string": ("steps[0].index is the string '0'", _edit(lambda m: m["steps"][0].update(index="0"))),
     "inputs-is-an-object": (
         "a method's inputs is an object, not a list",
@@ -165,13 +168,25 @@ CORPUS: dict[str, tuple[str, Breaker]] = {
         _edit(lambda m: _first_step_method(m)["outputs"][0].update(target="cache:99.mlp")),
     ),
     "step-unknown-method": ("a step names method step_99", _edit(lambda m: m["steps"][1].update(method="step_99"))),
-    "steps-count-mismatch": ("sampler.steps says one more step", _edit(lambda m: m["sampler"].update(steps=m["sampler"]["steps"] + 1))),
+    "steps-count-mismatch": (
+        "sampler.steps says one more step",
+        _edit(lambda m: m["sampler"].update(steps=m["sampler"]["steps"] + 1)),
+    ),
     "path-traversal-program": ("the program's path is ../<file> (a real copy is there)", _outside_program),
     "path-absolute-golden": ("golden.path is /etc/passwd", _edit(lambda m: m["golden"].update(path="/etc/passwd"))),
-    "path-traversal-golden": ("golden.path is ../../golden.lzt", _edit(lambda m: m["golden"].update(path="../../golden.lzt"))),
+    "path-traversal-golden": (
+        "golden.path is ../../golden.lzt",
+        _edit(lambda m: m["golden"].update(path="../../golden.lzt")),
+    ),
     "scalar-nan": ("a step's alpha is NaN", _edit(lambda m: _a_skipping_step(m)["scalars"].update(alpha=float("nan")))),
-    "scalar-huge": ("a step's t is 1e300 (beyond float32)", _edit(lambda m: _a_skipping_step(m)["scalars"].update(t=1e300))),
-    "scalar-infinite": ("a step's alpha_prev is Infinity", _edit(lambda m: _a_skipping_step(m)["scalars"].update(alpha_prev=float("inf")))),
+    "scalar-huge": (
+        "a step's t is 1e300 (beyond float32)",
+        _edit(lambda m: _a_skipping_step(m)["scalars"].update(t=1e300)),
+    ),
+    "scalar-infinite": (
+        "a step's alpha_prev is Infinity",
+        _edit(lambda m: _a_skipping_step(m)["scalars"].update(alpha_prev=float("inf"))),
+    ),
 }
 
 

