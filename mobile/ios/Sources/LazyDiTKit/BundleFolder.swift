@@ -21,7 +21,14 @@ public struct BundleFolder {
         }
         try BundleIntegrity.throwIfAny(dir, BundleIntegrity.check(bundleDir: dir, path: spec.path,
                                                                   expectedSha256: spec.sha256))
-        return Golden(try TensorFile.read(dir.appendingPathComponent(spec.path)))
+        let tensors = try TensorFile.read(try BundleIntegrity.inside(dir, spec.path))
+        for name in tensors.names {
+            guard let t = tensors[name] else { continue }
+            for i in 0..<t.count where !t.double(at: i).isFinite {
+                throw BundleError("\(spec.path): tensor '\(name)' holds a NaN or infinity at \(i); re-export the bundle")
+            }
+        }
+        return Golden(tensors)
     }
 
     /// Checks the digests of every file of one format before a backend loads it.

@@ -25,12 +25,27 @@ public enum BundleIntegrity {
 
     /// Problems with one file: missing, or a digest other than `expectedSha256`. Empty when fine.
     public static func check(bundleDir: URL, path: String, expectedSha256: String?) throws -> [String] {
-        let file = bundleDir.appendingPathComponent(path)
+        let file = try inside(bundleDir, path)
         guard FileManager.default.fileExists(atPath: file.path) else { return ["\(path): missing"] }
         guard let expected = expectedSha256 else { return [] }
         let actual = try sha256(file)
         return actual.lowercased() == expected.lowercased()
             ? [] : ["\(path): sha256 \(actual) but the manifest says \(expected)"]
+    }
+
+    /// A file the manifest names, refused unless it lies inside the bundle folder (no absolute path,
+    /// no '..', no link leading out): a bundle must never make the app read elsewhere.
+    public static func inside(_ bundleDir: URL, _ path: String) throws -> URL {
+        let parts = path.split(separator: "/", omittingEmptySubsequences: false)
+        if path.isEmpty || path.hasPrefix("/") || path.contains("\\") || parts.contains("..") {
+            throw ManifestError("the manifest names '\(path)', which is not a file name inside the bundle folder")
+        }
+        let file = bundleDir.appendingPathComponent(path)
+        let base = bundleDir.resolvingSymlinksInPath().standardizedFileURL.path + "/"
+        if !file.resolvingSymlinksInPath().standardizedFileURL.path.hasPrefix(base) {
+            throw ManifestError("the manifest names '\(path)', which leads outside the bundle folder")
+        }
+        return file
     }
 
     /// Throws when any file of `artifacts` is missing or differs from its recorded digest.
