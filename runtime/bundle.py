@@ -152,11 +152,24 @@ class Bundle:
         return self.manifest["steps"]
 
     def golden(self) -> dict[str, np.ndarray]:
-        return read_tensors(inside(self.root, self.manifest["golden"]["path"]))
+        """The golden vectors, refused if any holds a NaN or an infinity (they are the reference)."""
+        path = self.manifest["golden"]["path"]
+        tensors = read_tensors(inside(self.root, path))
+        for name, value in tensors.items():
+            if value.dtype.kind == "f" and not np.isfinite(value).all():
+                raise BundleError(f"{path}: tensor {name} holds a NaN or infinity; re-export the bundle")
+        return tensors
 
     def initial_state(self, golden: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         g = golden if golden is not None else self.golden()
-        return {"x": g["init/x"], "y": g["init/y"], "cfg_scale": g["init/cfg_scale"]}
+        state = {}
+        for slot in ("x", "y", "cfg_scale"):
+            value, spec = g.get(f"init/{slot}"), self.manifest["slots"][slot]
+            if value is None or value.dtype != np.dtype(spec["dtype"]) or list(value.shape) != spec["shape"]:
+                have = "missing" if value is None else f"{value.dtype}{list(value.shape)}"
+                raise BundleError(f"golden init/{slot} is {have}, slot {slot} holds {spec['dtype']}{spec['shape']}")
+            state[slot] = value
+        return state
 
     @property
     def lazy_steps(self) -> list[int]:
