@@ -190,6 +190,11 @@ CORPUS: dict[str, tuple[str, Breaker]] = {
 }
 
 
+# What only an engine can see: a program with a valid digest whose content is broken. The Java and
+# Swift cores check what they read themselves; ExecuTorch's Module.load refuses this one on a phone.
+ENGINE_ONLY = {"program-truncated-redigest"}
+
+
 def make_corpus(good: Path, out: Path) -> list[dict]:
     """Every entry of CORPUS as a broken copy of ``good`` under ``out``, listed in out/corpus.json."""
     out.mkdir(parents=True, exist_ok=True)
@@ -200,7 +205,7 @@ def make_corpus(good: Path, out: Path) -> list[dict]:
             shutil.rmtree(target)
         shutil.copytree(good, target)
         breaker(target)
-        entries.append({"name": name, "what": what})
+        entries.append({"name": name, "what": what, "engine_only": name in ENGINE_ONLY})
     (out / "corpus.json").write_text(json.dumps(entries, indent=1))
     return entries
 

@@ -24,6 +24,9 @@ enum ManifestValidator {
         }
         checkDecode(m, written, &problems)
         checkNumbers(m, &problems)
+        if let steps = m.sampler?.steps, steps != m.steps.count {
+            problems.append("sampler.steps is \(steps) but the manifest lists \(m.steps.count) steps")
+        }
         return problems
     }
 

@@ -43,6 +43,10 @@ public final class BundleFolder {
             throw new IOException(
                     "bundle " + name() + " ships no golden vectors; re-export it with golden vectors to check it");
         }
+        if (spec.sha256() == null) {
+            throw new IOException("the manifest gives golden.path but no sha256: golden vectors that cannot be "
+                    + "checked are no reference; re-export the bundle");
+        }
         BundleIntegrity.throwIfAny(dir, BundleIntegrity.check(dir, spec.path(), spec.sha256()));
         Map<String, Tensor> tensors = TensorFile.read(BundleIntegrity.inside(dir, spec.path()));
         for (Map.Entry<String, Tensor> e : tensors.entrySet()) {

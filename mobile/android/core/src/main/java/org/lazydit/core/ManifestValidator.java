@@ -36,6 +36,14 @@ final class ManifestValidator {
         }
         checkDecode(m, written, problems);
         checkNumbers(m, problems);
+        com.google.gson.JsonElement sampler = m.json().get("sampler");
+        if (sampler != null && sampler.isJsonObject() && sampler.getAsJsonObject().has("steps")) {
+            com.google.gson.JsonElement steps = sampler.getAsJsonObject().get("steps");
+            if (!steps.isJsonPrimitive() || !steps.getAsJsonPrimitive().isNumber()
+                    || steps.getAsDouble() != m.steps().size()) {
+                problems.add("sampler.steps is " + steps + " but the manifest lists " + m.steps().size() + " steps");
+            }
+        }
         return problems;
     }
 
