@@ -99,7 +99,8 @@ android_api() {
 # Swift 6 (Debian trixie's swiftlang) needs glibc >= 2.38: it runs in a trixie root.
 swift_root() {
     local root="$CACHE/trixie"
-    [[ -x $root/usr/bin/swift ]] && return
+    # (usr/bin/swift is an absolute link, which only resolves inside the root)
+    [[ -x $root/usr/libexec/swift/bin/swift ]] && return
     host_packages "${HOST_PACKAGES_SWIFT[@]}"
     local tmp="$CACHE/.trixie.partial"
     as_root rm -rf "$tmp"
