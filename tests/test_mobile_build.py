@@ -112,8 +112,9 @@ def test_android_compile_fails_on_a_broken_call(tmp_path, name):
     app = _mutant(tmp_path, MOBILE / "android" / "app", relative, old, new)
     result = _run(["bash", str(ANDROID_BUILD), "--app-dir", str(app), "--compile-only"])
     assert result.returncode != 0, f"the {name} mutant compiled:\n{_explain(result)}"
-    assert message in result.stdout + result.stderr, _explain(result)
-    assert Path(relative).name in result.stdout + result.stderr
+    out = result.stdout + result.stderr
+    assert message.lower() in out.lower(), _explain(result)
+    assert Path(relative).name in out
 
 
 def test_swift_build_fails_on_a_broken_call(tmp_path):
