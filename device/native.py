@@ -6,13 +6,14 @@ per image, in the report ``run_on_device`` writes for the Python runtime."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from ..runtime.bundle import Bundle
 from ..runtime.native_runner import cache_dir, native_bench, native_verify, runner
 from .count import count_native, instruction_counting_status
 from .errors import DeviceError
-from .guest import DEFAULT_CPU, find_qemu
+from .guest import DEFAULT_CPU, QEMU_DYNAMIC, find_qemu
 
 __all__ = ["SYSROOT", "run_native_on_device"]
 
@@ -24,7 +25,10 @@ SYSROOT = Path("/usr/aarch64-linux-gnu")
 def _qemu_prefix() -> list[str]:
     if not (SYSROOT / "lib" / "ld-linux-aarch64.so.1").is_file():
         raise DeviceError(f"no aarch64 C library under {SYSROOT}: apt-get install g++-aarch64-linux-gnu")
-    return [str(find_qemu(install=True)), "-L", str(SYSROOT), "-cpu", DEFAULT_CPU]
+    # qemu-user's dynamic binary (mobile/toolchains.sh native installs it; it also counts
+    # instructions), else the static one the userland uses
+    qemu = shutil.which(QEMU_DYNAMIC) or find_qemu(install=True)
+    return [str(qemu), "-L", str(SYSROOT), "-cpu", DEFAULT_CPU]
 
 
 def _instructions_per_image(program: Path, bundle: str) -> dict:
