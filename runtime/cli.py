@@ -13,6 +13,7 @@ import sys
 
 from .bench import BenchConfig, bench
 from .bundle import Bundle, BundleError
+from .tensorfile import TensorFileError
 
 
 def verify_bundle(bundle: str, backend: str, threads: int | None = None) -> dict:
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             config = BenchConfig(args.backend, args.threads, args.warmup, args.runs, memory=args.memory)
             result = bench(args.bundle, config, args.baseline)
-    except BundleError as err:
+    except (BundleError, TensorFileError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(json.dumps(result))
