@@ -7,7 +7,10 @@ OUT ?= out
 STEPS ?= 20
 RATIO ?= 0.5
 
-.PHONY: demo test test-slow lint clean
+.PHONY: demo test test-slow test-mobile lint clean
+
+# Toolchains of the phone code (Kotlin, Android API, Swift root, cross compiler), kept between runs.
+MOBILE_CACHE ?= $(HOME)/.cache/lazydit-mobile
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +37,13 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/pytest -q -m slow
+
+# The phone code compiled and run here: the Android app (Kotlin, -Werror) and its JUnit tests,
+# LazyDiTKit's XCTest suite on Linux, the native C++ runner on x86-64 and emulated ARM64, the
+# bad-bundle corpus through every runtime. Installs its toolchains first (Debian packages, npm).
+test-mobile: $(STAMP)
+	LAZYDIT_MOBILE_CACHE=$(MOBILE_CACHE) mobile/toolchains.sh all
+	LAZYDIT_MOBILE_CACHE=$(MOBILE_CACHE) $(BIN)/pytest -q -m mobile
 
 lint: $(STAMP)
 	$(BIN)/ruff check lazydit export runtime device tests

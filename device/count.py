@@ -20,7 +20,7 @@ from .errors import DeviceError, tail
 from .guest import QEMU_DYNAMIC, QEMU_STATIC, refresh_shim, run_guest
 from .marker import require_prepared
 
-__all__ = ["InstructionCount", "count_instructions", "instruction_counting_status"]
+__all__ = ["InstructionCount", "count_instructions", "count_native", "instruction_counting_status"]
 
 PLUGIN_SOURCE = Path(__file__).with_name("count_plugin.c")
 
@@ -86,23 +86,45 @@ def count_instructions(
         raise DeviceError(why)
     binary = Path(qemu_dynamic) if qemu_dynamic else Path(shutil.which(QEMU_DYNAMIC))
     shim = refresh_shim(root)
-    plugins = root.parent / "plugins"
+
+    def run(plugin_args: list[str]) -> subprocess.CompletedProcess:
+        return run_guest(
+            root, args, env=env, cwd=cwd, timeout=timeout, qemu_args=plugin_args, qemu_binary=binary, shim=shim
+        )
+
+    return _counted(root.parent / "plugins", run)
+
+
+def count_native(
+    program: str | os.PathLike,
+    args: list[str],
+    sysroot: str | os.PathLike,
+    plugins: str | os.PathLike,
+    cpu: str,
+    timeout: float | None = None,
+) -> InstructionCount:
+    """Run an aarch64 program (no Python: e.g. the native runner) with ``sysroot`` as qemu's ``-L``
+    prefix and count the instructions it executes, as ``count_instructions`` does for the userland."""
+    ok, why = instruction_counting_status()
+    if not ok:
+        raise DeviceError(why)
+    binary = shutil.which(QEMU_DYNAMIC)
+
+    def run(plugin_args: list[str]) -> subprocess.CompletedProcess:
+        cmd = [binary, "-L", str(sysroot), "-cpu", cpu, *plugin_args, str(program), *args]
+        return subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=timeout)
+
+    return _counted(Path(plugins), run)
+
+
+def _counted(plugins: Path, run) -> InstructionCount:
+    """``run(qemu plugin arguments)`` with the counting plugin of the first API version qemu accepts."""
     last = None
-    # The plugin must declare the API version this qemu speaks; the first accepted one is used.
     for api in (1, 2, 3, 4):
         with tempfile.TemporaryDirectory(prefix="lazydit-insn-") as tmp:
             out = Path(tmp) / "count"
             lib = _plugin(plugins, api)
-            proc = run_guest(
-                root,
-                args,
-                env=env,
-                cwd=cwd,
-                timeout=timeout,
-                qemu_args=["-plugin", f"{lib},out={out}"],
-                qemu_binary=binary,
-                shim=shim,
-            )
+            proc = run(["-plugin", f"{lib},out={out}"])
             if out.is_file() and out.read_text().strip():
                 return InstructionCount(int(out.read_text().split()[0]), proc)
             last = proc

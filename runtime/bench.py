@@ -14,6 +14,8 @@ from .backends import Backend, create_backend
 from .bundle import Bundle, BundleError
 from .loop import run_bundle
 from .memory import peak_memory
+from .native_runner import BACKEND as NATIVE
+from .native_runner import native_bench
 
 
 def trimmed_mean(values: list[float]) -> float:
@@ -83,7 +85,9 @@ def _load(root: str, backend: str, threads: int | None) -> Timed:
 class BenchConfig:
     """How a bundle is timed. The fields' help doubles as the command line's (``lazydit bench``)."""
 
-    backend: str = field(default="onnxruntime", metadata={"help": "onnxruntime | executorch | torch | coreml"})
+    backend: str = field(
+        default="onnxruntime", metadata={"help": "onnxruntime | executorch | executorch-native | torch | coreml"}
+    )
     threads: int | None = field(default=None, metadata={"help": "intra-op threads (default: the backend's)"})
     warmup: int = field(default=2, metadata={"help": "untimed runs first"})
     runs: int = field(default=10, metadata={"help": "timed runs (of each bundle)"})
@@ -103,6 +107,8 @@ def bench(
     threads, warmup, runs = config.threads, config.warmup, config.runs
     if runs < 1 or warmup < 0:
         raise BundleError("--runs must be >= 1 and --warmup >= 0")
+    if config.backend == NATIVE:  # the whole loop runs in the native program, which times itself
+        return native_bench(bundle, baseline, warmup, runs, threads)
     timed = [_load(bundle, config.backend, threads)]
     if baseline:
         timed.append(_load(baseline, config.backend, threads))

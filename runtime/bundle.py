@@ -65,6 +65,34 @@ def validate_manifest(manifest: dict) -> None:
         missing = set(methods) - set(art["methods"])
         if missing:
             raise BundleError(f"{fmt} artifact lacks methods {sorted(missing)}")
+    _check_numbers(manifest)
+
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _check_numbers(manifest: dict) -> None:
+    """Scalars are fed as float32: NaN, infinities (JSON's NaN and Infinity tokens) and values past
+    float32 would reach the graphs as garbage; slot shapes must be sizes a phone can hold."""
+    for step in manifest["steps"]:
+        for name, value in step["scalars"].items():
+            if not np.isfinite(value) or abs(value) > FLOAT32_MAX:
+                raise BundleError(f"step {step['index']}: scalar {name} = {value} is not a finite float32")
+    for name, slot in manifest["slots"].items():
+        if any(d < 0 for d in slot["shape"]) or np.prod(slot["shape"], dtype=np.float64) > 2**34:
+            raise BundleError(f"slot {name} has shape {slot['shape']}, not a tensor a runtime can hold")
+
+
+def inside(root: Path, relative: str) -> Path:
+    """A file the manifest names, refused unless it lies inside the bundle folder (no absolute
+    path, no '..', no link that leads out): a bundle must never make a runtime read elsewhere."""
+    path = Path(relative)
+    if path.is_absolute() or ".." in path.parts or "\\" in relative or not relative:
+        raise BundleError(f"manifest names {relative!r}, which is not a file name inside the bundle folder")
+    resolved, base = (root / path).resolve(), root.resolve()
+    if base not in resolved.parents:
+        raise BundleError(f"manifest names {relative!r}, which resolves outside the bundle folder")
+    return root / path
 
 
 @dataclass
@@ -98,7 +126,7 @@ class Bundle:
 
     def verify_files(self, fmt: str | None = None) -> None:
         for entry in self.files(fmt):
-            path = self.root / entry["path"]
+            path = inside(self.root, entry["path"])
             if not path.is_file():
                 raise BundleError(f"artifact {entry['path']} is missing from {self.root}; re-export the bundle")
             if sha256(path) != entry["sha256"]:
@@ -124,11 +152,24 @@ class Bundle:
         return self.manifest["steps"]
 
     def golden(self) -> dict[str, np.ndarray]:
-        return read_tensors(self.root / self.manifest["golden"]["path"])
+        """The golden vectors, refused if any holds a NaN or an infinity (they are the reference)."""
+        path = self.manifest["golden"]["path"]
+        tensors = read_tensors(inside(self.root, path))
+        for name, value in tensors.items():
+            if value.dtype.kind == "f" and not np.isfinite(value).all():
+                raise BundleError(f"{path}: tensor {name} holds a NaN or infinity; re-export the bundle")
+        return tensors
 
     def initial_state(self, golden: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         g = golden if golden is not None else self.golden()
-        return {"x": g["init/x"], "y": g["init/y"], "cfg_scale": g["init/cfg_scale"]}
+        state = {}
+        for slot in ("x", "y", "cfg_scale"):
+            value, spec = g.get(f"init/{slot}"), self.manifest["slots"][slot]
+            if value is None or value.dtype != np.dtype(spec["dtype"]) or list(value.shape) != spec["shape"]:
+                have = "missing" if value is None else f"{value.dtype}{list(value.shape)}"
+                raise BundleError(f"golden init/{slot} is {have}, slot {slot} holds {spec['dtype']}{spec['shape']}")
+            state[slot] = value
+        return state
 
     @property
     def lazy_steps(self) -> list[int]:

@@ -13,11 +13,17 @@ import sys
 
 from .bench import BenchConfig, bench
 from .bundle import Bundle, BundleError
+from .tensorfile import TensorFileError
 
 
 def verify_bundle(bundle: str, backend: str, threads: int | None = None) -> dict:
     from .backends import create_backend
     from .loop import verify
+    from .native_runner import BACKEND as NATIVE
+    from .native_runner import native_verify
+
+    if backend == NATIVE:
+        return native_verify(bundle, threads)
 
     result = verify(create_backend(backend, Bundle.load(bundle), threads))
     result["bundle"] = bundle
@@ -50,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             config = BenchConfig(args.backend, args.threads, args.warmup, args.runs, memory=args.memory)
             result = bench(args.bundle, config, args.baseline)
-    except BundleError as err:
+    except (BundleError, TensorFileError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(json.dumps(result))

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Compiles the platform-free core and its JUnit 4 tests with plain javac against Debian's jars and
 # runs them: no Gradle, no network beyond apt. Set LAZYDIT_BUNDLE=DIR to also replay an exported
-# bundle's golden vectors.
+# bundle's golden vectors; LAZYDIT_CORPUS=DIR runs the bad-bundle corpus (tests/bad_bundles.py).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -60,8 +60,12 @@ fi
 
 props=()
 if [[ -n "${LAZYDIT_BUNDLE:-}" ]]; then
-    props=("-Dlazydit.bundle=$LAZYDIT_BUNDLE")
+    props+=("-Dlazydit.bundle=$LAZYDIT_BUNDLE")
     echo "run-tests.sh: replaying bundle $LAZYDIT_BUNDLE"
+fi
+if [[ -n "${LAZYDIT_CORPUS:-}" ]]; then
+    props+=("-Dlazydit.corpus=$LAZYDIT_CORPUS")
+    echo "run-tests.sh: bad-bundle corpus $LAZYDIT_CORPUS"
 fi
 
 set +e

@@ -19,9 +19,20 @@ public struct BundleFolder {
         guard let spec = manifest.golden else {
             throw BundleError("bundle \(name) ships no golden vectors; re-export it with golden vectors to check it")
         }
+        guard let digest = spec.sha256 else {
+            throw BundleError("the manifest gives golden.path but no sha256: golden vectors that cannot be "
+                + "checked are no reference; re-export the bundle")
+        }
         try BundleIntegrity.throwIfAny(dir, BundleIntegrity.check(bundleDir: dir, path: spec.path,
-                                                                  expectedSha256: spec.sha256))
-        return Golden(try TensorFile.read(dir.appendingPathComponent(spec.path)))
+                                                                  expectedSha256: digest))
+        let tensors = try TensorFile.read(try BundleIntegrity.inside(dir, spec.path))
+        for name in tensors.names {
+            guard let t = tensors[name] else { continue }
+            for i in 0..<t.count where !t.double(at: i).isFinite {
+                throw BundleError("\(spec.path): tensor '\(name)' holds a NaN or infinity at \(i); re-export the bundle")
+            }
+        }
+        return Golden(tensors)
     }
 
     /// Checks the digests of every file of one format before a backend loads it.

@@ -1,4 +1,6 @@
+#if canImport(CryptoKit)
 import CryptoKit
+#endif
 import Foundation
 
 /// SHA-256 checks of bundle files against the manifest, to catch half-copied bundles.
@@ -6,21 +8,44 @@ public enum BundleIntegrity {
     public static func sha256(_ file: URL) throws -> String {
         let handle = try FileHandle(forReadingFrom: file)
         defer { try? handle.close() }
+        #if canImport(CryptoKit)
         var hasher = SHA256()
-        while let chunk = try handle.read(upToCount: 1 << 16), !chunk.isEmpty {
+        #else
+        var hasher = Sha256()
+        #endif
+        while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {
             hasher.update(data: chunk)
         }
+        #if canImport(CryptoKit)
         return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+        #else
+        return hasher.hexDigest()
+        #endif
     }
 
     /// Problems with one file: missing, or a digest other than `expectedSha256`. Empty when fine.
     public static func check(bundleDir: URL, path: String, expectedSha256: String?) throws -> [String] {
-        let file = bundleDir.appendingPathComponent(path)
+        let file = try inside(bundleDir, path)
         guard FileManager.default.fileExists(atPath: file.path) else { return ["\(path): missing"] }
         guard let expected = expectedSha256 else { return [] }
         let actual = try sha256(file)
         return actual.lowercased() == expected.lowercased()
             ? [] : ["\(path): sha256 \(actual) but the manifest says \(expected)"]
+    }
+
+    /// A file the manifest names, refused unless it lies inside the bundle folder (no absolute path,
+    /// no '..', no link leading out): a bundle must never make the app read elsewhere.
+    public static func inside(_ bundleDir: URL, _ path: String) throws -> URL {
+        let parts = path.split(separator: "/", omittingEmptySubsequences: false)
+        if path.isEmpty || path.hasPrefix("/") || path.contains("\\") || parts.contains("..") {
+            throw ManifestError("the manifest names '\(path)', which is not a file name inside the bundle folder")
+        }
+        let file = bundleDir.appendingPathComponent(path)
+        let base = bundleDir.resolvingSymlinksInPath().standardizedFileURL.path + "/"
+        if !file.resolvingSymlinksInPath().standardizedFileURL.path.hasPrefix(base) {
+            throw ManifestError("the manifest names '\(path)', which leads outside the bundle folder")
+        }
+        return file
     }
 
     /// Throws when any file of `artifacts` is missing or differs from its recorded digest.

@@ -30,6 +30,13 @@ public final class BundleRunner {
 
     /// Runs every step and decode on `state`, which is updated in place.
     public func run(_ state: State, listener: StepListener? = nil) throws -> RunResult {
+        for slot in [State.x, State.y, State.cfgScale] {
+            let spec = try manifest.slot(slot)
+            let value = try state.get(slot)
+            if value.dtype != spec.dtype || value.shape != spec.shape {
+                throw BackendError("the starting \(slot) is \(value) but slot '\(slot)' is \(spec.dtype)\(spec.shape)")
+            }
+        }
         let start = now()
         var stepNanos: [UInt64] = []
         for (pos, step) in manifest.steps.enumerated() {

@@ -1,3 +1,4 @@
+#if canImport(CoreML)
 import CoreML
 import CryptoKit
 import Foundation
@@ -198,3 +199,4 @@ enum MultiArrays {
         zip(index(of: linear, shape: shape), strides).reduce(0) { $0 + $1.0 * $1.1 }
     }
 }
+#endif

@@ -1,3 +1,4 @@
+#if canImport(ExecuTorch)
 import ExecuTorch
 import Foundation
 
@@ -97,3 +98,4 @@ public final class ExecuTorchBackend: Backend {
         return try LazyDiTKit.Tensor(dtype: dtype, shape: t.shape, data: bytes)
     }
 }
+#endif

@@ -182,7 +182,14 @@ public struct Manifest: Codable, Sendable {
     /// The golden vectors' description, or nil when the bundle ships none.
     public let golden: GoldenSpec?
 
-    enum CodingKeys: String, CodingKey { case format, version, model, slots, methods, steps, decode, artifacts, golden }
+    /// The sampler's record; only its step count is read (checked against `steps`).
+    public let sampler: SamplerInfo?
+
+    public struct SamplerInfo: Codable, Sendable { public let steps: Int? }
+
+    enum CodingKeys: String, CodingKey {
+        case format, version, model, slots, methods, steps, decode, artifacts, golden, sampler
+    }
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -200,6 +207,7 @@ public struct Manifest: Codable, Sendable {
         artifacts = try (c.decodeIfPresent([String: ArtifactSet].self, forKey: .artifacts) ?? [:])
             .named { set, name in set.format = name }
         golden = try c.decodeIfPresent(GoldenSpec.self, forKey: .golden)
+        sampler = try c.decodeIfPresent(SamplerInfo.self, forKey: .sampler)
     }
 
     /// Parses and validates; every contract violation is listed in one error.

@@ -23,7 +23,27 @@ enum ManifestValidator {
             checkStep(m, pos, step, &written, &problems)
         }
         checkDecode(m, written, &problems)
+        checkNumbers(m, &problems)
+        if let steps = m.sampler?.steps, steps != m.steps.count {
+            problems.append("sampler.steps is \(steps) but the manifest lists \(m.steps.count) steps")
+        }
         return problems
+    }
+
+    /// Scalars reach the graphs as float32; slot shapes must be tensors a phone can hold.
+    private static func checkNumbers(_ m: Manifest, _ problems: inout [String]) {
+        for step in m.steps {
+            for (name, value) in step.scalars.sorted(by: { $0.key < $1.key })
+            where !value.isFinite || abs(value) > Double(Float.greatestFiniteMagnitude) {
+                problems.append("steps[\(step.index)] scalar '\(name)' = \(value) is not a finite float32")
+            }
+        }
+        for (name, slot) in m.slots.sorted(by: { $0.key < $1.key }) {
+            let count = slot.shape.reduce(1.0) { $0 * Double($1) }
+            if slot.shape.contains(where: { $0 < 0 }) || count > 0x1p34 {
+                problems.append("slot '\(name)' has shape \(slot.shape), not a tensor a runtime can hold")
+            }
+        }
     }
 
     private static func checkStep(

@@ -64,6 +64,13 @@ final class ReplayTests: XCTestCase {
         let bundleDir = URL(fileURLWithPath: path, isDirectory: true)
         XCTAssertTrue(FileManager.default.fileExists(atPath: bundleDir.appendingPathComponent(Manifest.fileName).path),
                       "\(path) is not a bundle folder")
+        // The digests Python's hashlib wrote into the manifest, recomputed here (CryptoKit on Apple
+        // platforms, the package's own SHA-256 elsewhere).
+        let folder = try BundleFolder.open(bundleDir)
+        XCTAssertFalse(folder.manifest.artifacts.isEmpty, "the bundle lists artifacts")
+        for format in folder.manifest.artifacts.keys.sorted() {
+            try folder.verifyArtifacts(format: format)
+        }
         try replay(bundleDir)
     }
 }

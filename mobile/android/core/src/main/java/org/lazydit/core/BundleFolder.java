@@ -2,6 +2,7 @@ package org.lazydit.core;
 
 import java.io.IOException;
 import java.nio.file.Path;
+import java.util.Map;
 
 /** A bundle folder with its validated manifest. */
 public final class BundleFolder {
@@ -42,8 +43,22 @@ public final class BundleFolder {
             throw new IOException(
                     "bundle " + name() + " ships no golden vectors; re-export it with golden vectors to check it");
         }
+        if (spec.sha256() == null) {
+            throw new IOException("the manifest gives golden.path but no sha256: golden vectors that cannot be "
+                    + "checked are no reference; re-export the bundle");
+        }
         BundleIntegrity.throwIfAny(dir, BundleIntegrity.check(dir, spec.path(), spec.sha256()));
-        return new Golden(TensorFile.read(dir.resolve(spec.path())));
+        Map<String, Tensor> tensors = TensorFile.read(BundleIntegrity.inside(dir, spec.path()));
+        for (Map.Entry<String, Tensor> e : tensors.entrySet()) {
+            Tensor t = e.getValue();
+            for (int i = 0; i < t.numel(); i++) {
+                if (!Double.isFinite(t.getDouble(i))) {
+                    throw new IOException(spec.path() + ": tensor '" + e.getKey() + "' holds a NaN or infinity at "
+                            + i + "; re-export the bundle");
+                }
+            }
+        }
+        return new Golden(tensors);
     }
 
     /** Checks the digests of every file of one format before a backend loads it. */

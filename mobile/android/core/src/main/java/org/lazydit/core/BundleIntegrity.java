@@ -36,7 +36,7 @@ public final class BundleIntegrity {
     /** Problems with one file: missing, or a digest other than {@code expectedSha256}. Empty when fine. */
     public static List<String> check(Path bundleDir, String relativePath, String expectedSha256) throws IOException {
         List<String> problems = new ArrayList<>();
-        Path file = bundleDir.resolve(relativePath);
+        Path file = inside(bundleDir, relativePath);
         if (!Files.isRegularFile(file)) {
             problems.add(relativePath + ": missing");
         } else if (expectedSha256 != null) {
@@ -46,6 +46,27 @@ public final class BundleIntegrity {
             }
         }
         return problems;
+    }
+
+    /**
+     * A file the manifest names, refused unless it lies inside the bundle folder (no absolute path,
+     * no '..', no link leading out): a bundle must never make the app read elsewhere.
+     */
+    public static Path inside(Path bundleDir, String relativePath) throws IOException {
+        Path relative = Path.of(relativePath);
+        boolean climbs = relativePath.isEmpty() || relative.isAbsolute() || relativePath.contains("\\");
+        for (Path part : relative) {
+            climbs |= part.toString().equals("..");
+        }
+        if (climbs) {
+            throw new ManifestException(
+                    "the manifest names '" + relativePath + "', which is not a file name inside the bundle folder");
+        }
+        Path file = bundleDir.resolve(relative);
+        if (Files.exists(file) && !file.toRealPath().startsWith(bundleDir.toRealPath())) {
+            throw new ManifestException("the manifest names '" + relativePath + "', which leads outside the bundle folder");
+        }
+        return file;
     }
 
     /** Throws when any file of {@code artifacts} is missing or differs from its recorded digest. */

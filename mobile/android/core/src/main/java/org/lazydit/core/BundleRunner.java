@@ -30,6 +30,13 @@ public final class BundleRunner {
 
     /** Runs every step and decode on {@code state}, which is updated in place. */
     public RunResult run(State state, StepListener listener) {
+        for (String slot : List.of(State.X, State.Y, State.CFG_SCALE)) {
+            SlotSpec spec = manifest.slot(slot);
+            if (!state.get(slot).hasSpec(spec.dtype(), spec.shape())) {
+                throw new IllegalArgumentException("the starting " + slot + " is " + state.get(slot).describe()
+                        + " but slot '" + slot + "' is " + spec.describe());
+            }
+        }
         long start = System.nanoTime();
         List<StepSpec> steps = manifest.steps();
         long[] stepNanos = new long[steps.size()];

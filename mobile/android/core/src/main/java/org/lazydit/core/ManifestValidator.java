@@ -35,8 +35,44 @@ final class ManifestValidator {
             checkStep(m, pos, m.steps().get(pos), written, problems);
         }
         checkDecode(m, written, problems);
+        checkNumbers(m, problems);
+        com.google.gson.JsonElement sampler = m.json().get("sampler");
+        if (sampler != null && sampler.isJsonObject() && sampler.getAsJsonObject().has("steps")) {
+            com.google.gson.JsonElement steps = sampler.getAsJsonObject().get("steps");
+            if (!steps.isJsonPrimitive() || !steps.getAsJsonPrimitive().isNumber()
+                    || steps.getAsDouble() != m.steps().size()) {
+                problems.add("sampler.steps is " + steps + " but the manifest lists " + m.steps().size() + " steps");
+            }
+        }
         return problems;
     }
+
+    /** Scalars reach the graphs as float32; slot shapes must be tensors a phone can hold. */
+    private static void checkNumbers(Manifest m, List<String> problems) {
+        for (StepSpec step : m.steps()) {
+            step.scalars().forEach((name, value) -> {
+                if (!Double.isFinite(value) || Math.abs(value) > Float.MAX_VALUE) {
+                    problems.add("steps[" + step.index() + "] scalar '" + name + "' = " + value
+                            + " is not a finite float32");
+                }
+            });
+        }
+        for (SlotSpec slot : m.slots().values()) {
+            double count = 1;
+            for (long d : slot.shape()) {
+                count *= d;
+                if (d < 0) {
+                    count = Double.NaN;
+                }
+            }
+            if (!(count <= MAX_ELEMENTS)) {
+                problems.add("slot '" + slot.name() + "' has shape " + java.util.Arrays.toString(slot.shape())
+                        + ", not a tensor a runtime can hold");
+            }
+        }
+    }
+
+    private static final double MAX_ELEMENTS = 0x1p34;
 
     private static void checkStep(Manifest m, int pos, StepSpec step, Set<String> written, List<String> problems) {
         String where = "steps[" + pos + "] (index " + step.index() + ")";
