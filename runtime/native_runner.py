@@ -45,6 +45,7 @@ def runner(arch: str | None = None) -> Path:
         return binary
     print(f"building the native runner for {arch} into {out} (once)", file=sys.stderr)
     env = dict(os.environ, PYTHON=sys.executable)
+    out.parent.mkdir(parents=True, exist_ok=True)  # a new cache has no native/ folder yet
     done = subprocess.run(
         ["bash", str(SOURCES / "build.sh"), arch, str(out)], check=False, capture_output=True, text=True, env=env
     )
