@@ -74,6 +74,12 @@ def _flip_byte(bundle: Path) -> None:
     path.write_bytes(bytes(data))
 
 
+def _not_a_program(bundle: Path) -> None:
+    relative = _program(bundle)
+    (bundle / relative).write_bytes((bundle / "manifest.json").read_bytes())
+    _redigest(bundle, relative)
+
+
 def _golden(bundle: Path) -> str:
     return _manifest(bundle)["golden"]["path"]
 
@@ -134,6 +140,7 @@ CORPUS: dict[str, tuple[str, Breaker]] = {
     "program-truncated-redigest": ("model.pte cut in half, digest updated", _truncate(_program, redigest=True)),
     "program-tampered": ("one byte of model.pte flipped", _flip_byte),
     "program-missing": ("model.pte deleted", lambda b: (b / _program(b)).unlink()),
+    "program-not-a-program": ("model.pte replaced by the manifest's text, digest updated", _not_a_program),
     "golden-truncated": ("golden.lzt cut in half", _truncate(_golden, redigest=False)),
     "golden-truncated-redigest": ("golden.lzt cut in half, digest updated", _truncate(_golden, redigest=True)),
     "golden-wrong-shape": ("golden init/x stored as [1, 8, 8, 1], digest updated", _golden_wrong_shape),
@@ -190,11 +197,6 @@ CORPUS: dict[str, tuple[str, Breaker]] = {
 }
 
 
-# What only an engine can see: a program with a valid digest whose content is broken. The Java and
-# Swift cores check what they read themselves; ExecuTorch's Module.load refuses this one on a phone.
-ENGINE_ONLY = {"program-truncated-redigest"}
-
-
 def make_corpus(good: Path, out: Path) -> list[dict]:
     """Every entry of CORPUS as a broken copy of ``good`` under ``out``, listed in out/corpus.json."""
     out.mkdir(parents=True, exist_ok=True)
@@ -205,7 +207,7 @@ def make_corpus(good: Path, out: Path) -> list[dict]:
             shutil.rmtree(target)
         shutil.copytree(good, target)
         breaker(target)
-        entries.append({"name": name, "what": what, "engine_only": name in ENGINE_ONLY})
+        entries.append({"name": name, "what": what})
     (out / "corpus.json").write_text(json.dumps(entries, indent=1))
     return entries
 

@@ -23,14 +23,21 @@ public enum BundleIntegrity {
         #endif
     }
 
-    /// Problems with one file: missing, or a digest other than `expectedSha256`. Empty when fine.
+    /// Problems with one file: missing, a digest other than `expectedSha256`, or (a program) a head that
+    /// does not fit the file. Empty when fine.
     public static func check(bundleDir: URL, path: String, expectedSha256: String?) throws -> [String] {
         let file = try inside(bundleDir, path)
         guard FileManager.default.fileExists(atPath: file.path) else { return ["\(path): missing"] }
-        guard let expected = expectedSha256 else { return [] }
-        let actual = try sha256(file)
-        return actual.lowercased() == expected.lowercased()
-            ? [] : ["\(path): sha256 \(actual) but the manifest says \(expected)"]
+        if let expected = expectedSha256 {
+            let actual = try sha256(file)
+            if actual.lowercased() != expected.lowercased() {
+                return ["\(path): sha256 \(actual) but the manifest says \(expected)"]
+            }
+        }
+        if path.hasSuffix(".pte"), let bad = try ProgramHeader.problem(file, path: path) {
+            return [bad]
+        }
+        return []
     }
 
     /// A file the manifest names, refused unless it lies inside the bundle folder (no absolute path,

@@ -25,11 +25,19 @@ public final class ExecuTorchBackend: Backend {
         guard FileManager.default.fileExists(atPath: path) else {
             throw BackendError("\(path) not found; copy the whole bundle folder")
         }
-        if let data = artifacts.firstFile(containing: ".ptd") {
-            throw BackendError("this bundle keeps its ExecuTorch weights in \(data.path) beside the program, which "
-                + "this backend does not load yet; export it with --weights-file never (weights under 2 GB)")
+        // weights past 2 GB live in a data file beside the program (ExecuTorch's program-data
+        // separation); the program resolves its named weights there
+        var dataPaths: [String] = []
+        for data in artifacts.files where data.path.hasSuffix(".ptd") {
+            let dataPath = bundleDir.appendingPathComponent(data.path).path
+            guard FileManager.default.fileExists(atPath: dataPath) else {
+                throw BackendError("\(data.path), the weights of \(program.path), not found; copy the whole bundle folder")
+            }
+            dataPaths.append(dataPath)
         }
-        let module = Module(filePath: path, loadMode: .mmap)
+        let module = dataPaths.isEmpty
+            ? Module(filePath: path, loadMode: .mmap)
+            : Module(filePath: path, dataFilePaths: dataPaths, loadMode: .mmap)
         do {
             try module.load()
             for method in manifest.usedMethods {

@@ -30,13 +30,44 @@ final class IntegrityTests: XCTestCase {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lazydit-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
-        let file = dir.appendingPathComponent("model.pte")
+        let file = dir.appendingPathComponent("golden.lzt")
         try Data("abc".utf8).write(to: file)
         let good = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        XCTAssertEqual(try BundleIntegrity.check(bundleDir: dir, path: "model.pte", expectedSha256: good), [])
+        XCTAssertEqual(try BundleIntegrity.check(bundleDir: dir, path: "golden.lzt", expectedSha256: good), [])
         try Data("abd".utf8).write(to: file)
-        let problems = try BundleIntegrity.check(bundleDir: dir, path: "model.pte", expectedSha256: good)
+        let problems = try BundleIntegrity.check(bundleDir: dir, path: "golden.lzt", expectedSha256: good)
         XCTAssertEqual(problems.count, 1)
-        XCTAssertTrue(problems[0].hasPrefix("model.pte: sha256 "), problems[0])
+        XCTAssertTrue(problems[0].hasPrefix("golden.lzt: sha256 "), problems[0])
+    }
+
+    /// A program head as ExecuTorch writes it: root offset, "ET12", then the "eh00" extended header.
+    private func programHead(programSize: UInt64, segmentBase: UInt64, segmentData: UInt64, length: Int) -> Data {
+        func le<T: FixedWidthInteger>(_ v: T) -> [UInt8] { withUnsafeBytes(of: v.littleEndian) { Array($0) } }
+        var bytes = le(UInt32(0)) + Array("ET12eh00".utf8) + le(UInt32(32))
+        bytes += le(programSize) + le(segmentBase) + le(segmentData)
+        return Data(bytes + [UInt8](repeating: 0, count: length - bytes.count))
+    }
+
+    func testProgramHeadMustFitTheFile() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lazydit-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let whole = dir.appendingPathComponent("whole.pte")
+        try programHead(programSize: 48, segmentBase: 64, segmentData: 36, length: 100).write(to: whole)
+        XCTAssertNil(try ProgramHeader.problem(whole, path: "whole.pte"))
+        let cut = dir.appendingPathComponent("cut.pte")
+        try programHead(programSize: 48, segmentBase: 64, segmentData: 36, length: 100).prefix(80).write(to: cut)
+        let message = try ProgramHeader.problem(cut, path: "cut.pte") ?? ""
+        XCTAssertTrue(message.contains("80 bytes, but its header says the program spans 100"), message)
+        let text = dir.appendingPathComponent("text.pte")
+        try Data("{\"version\": 3, \"steps\": []}".utf8).write(to: text)
+        XCTAssertTrue((try ProgramHeader.problem(text, path: "text.pte") ?? "").contains("not an ExecuTorch program"))
+        let empty = dir.appendingPathComponent("empty.pte")
+        try Data().write(to: empty)
+        XCTAssertTrue((try ProgramHeader.problem(empty, path: "empty.pte") ?? "").contains("not an ExecuTorch program"))
+        // the digest check lets a recorded digest through; the head check still refuses the program
+        let problems = try BundleIntegrity.check(bundleDir: dir, path: "cut.pte", expectedSha256: BundleIntegrity.sha256(cut))
+        XCTAssertEqual(problems.count, 1)
+        XCTAssertTrue(problems.first?.contains("cut short") == true, "\(problems)")
     }
 }

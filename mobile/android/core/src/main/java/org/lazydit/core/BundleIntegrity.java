@@ -33,7 +33,10 @@ public final class BundleIntegrity {
         return hex.toString();
     }
 
-    /** Problems with one file: missing, or a digest other than {@code expectedSha256}. Empty when fine. */
+    /**
+     * Problems with one file: missing, a digest other than {@code expectedSha256}, or (a program) a head
+     * that does not fit the file. Empty when fine.
+     */
     public static List<String> check(Path bundleDir, String relativePath, String expectedSha256) throws IOException {
         List<String> problems = new ArrayList<>();
         Path file = inside(bundleDir, relativePath);
@@ -43,6 +46,12 @@ public final class BundleIntegrity {
             String actual = sha256(file);
             if (!actual.equalsIgnoreCase(expectedSha256)) {
                 problems.add(relativePath + ": sha256 " + actual + " but the manifest says " + expectedSha256);
+            }
+        }
+        if (problems.isEmpty() && relativePath.endsWith(".pte")) {
+            String bad = ProgramHeader.problem(file, relativePath);
+            if (bad != null) {
+                problems.add(bad);
             }
         }
         return problems;

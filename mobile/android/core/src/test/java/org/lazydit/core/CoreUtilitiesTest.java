@@ -44,6 +44,34 @@ public class CoreUtilitiesTest {
         assertEquals("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", BundleIntegrity.sha256(f));
     }
 
+    /** A program head as ExecuTorch writes it: root offset, "ET12", then the "eh00" extended header. */
+    private static byte[] programHead(long programSize, long segmentBase, long segmentData, int length) {
+        java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(length).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+        b.putInt(0).put("ET12eh00".getBytes()).putInt(32).putLong(programSize).putLong(segmentBase).putLong(segmentData);
+        return b.array();
+    }
+
+    @Test
+    public void programHeadMustFitTheFile() throws Exception {
+        Path whole = tmp.newFile("whole.pte").toPath();
+        Files.write(whole, programHead(48, 64, 36, 100));
+        assertEquals(null, ProgramHeader.problem(whole, "whole.pte"));
+        Path cut = tmp.newFile("cut.pte").toPath();
+        Files.write(cut, java.util.Arrays.copyOf(programHead(48, 64, 36, 100), 80));
+        String message = ProgramHeader.problem(cut, "cut.pte");
+        assertTrue(message, message.contains("80 bytes, but its header says the program spans 100"));
+        Path text = tmp.newFile("text.pte").toPath();
+        Files.write(text, "{\"version\": 3, \"steps\": []}".getBytes());
+        message = ProgramHeader.problem(text, "text.pte");
+        assertTrue(message, message.contains("not an ExecuTorch program"));
+        Path empty = tmp.newFile("empty.pte").toPath();
+        assertTrue(ProgramHeader.problem(empty, "empty.pte").contains("not an ExecuTorch program"));
+        // the digest check lets a recorded digest through; the head check still refuses the program
+        List<String> problems = BundleIntegrity.check(cut.getParent(), "cut.pte", BundleIntegrity.sha256(cut));
+        assertEquals(1, problems.size());
+        assertTrue(problems.get(0), problems.get(0).contains("cut short"));
+    }
+
     @Test
     public void goldenWithAnotherDigestThanTheManifestIsRefused() throws Exception {
         Path dir = FixtureBundle.write(tmp.newFolder("toy").toPath());
