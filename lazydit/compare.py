@@ -43,6 +43,7 @@ FRONTIER_FAMILIES = {
     "ddim": {},  # DDIM with the equal-compute step count
     "fora": {},
     "fora+forecast": {"forecast": True},
+    "fora+forecast-2": {"forecast": True, "forecast_order": 2},
     "taylorseer-1": {"forecast_order": 1},
     "taylorseer-2": {"forecast_order": 2},
     "taylorseer-3": {"forecast_order": 3},
@@ -54,7 +55,7 @@ FRONTIER_FAMILIES = {
     "search+forecast": {"forecast": True},
     "search+forecast-2": {"forecast": True, "forecast_order": 2},
 }
-FIXED_FAMILIES = ("ddim", "fora", "fora+forecast", "taylorseer-1", "taylorseer-2", "taylorseer-3")
+FIXED_FAMILIES = ("ddim", "fora", "fora+forecast", "fora+forecast-2", "taylorseer-1", "taylorseer-2", "taylorseer-3")
 
 
 @dataclass
@@ -199,6 +200,8 @@ def frontier(
             )
         report = previous
     todo = [r for r in rows if r.name not in report["rows"]]
+    if todo and command not in report.setdefault("commands", []):
+        report["commands"].append(command)  # the report lists every part of the sweep that made it
     if not todo:
         write_frontier(report, out_dir, command)
         return report
@@ -268,9 +271,10 @@ def write_frontier(report: dict, out_dir: str | Path, command: str) -> None:
     from .files import atomic_write
 
     out_dir = Path(out_dir)
+    commands = "\n".join(report.get("commands") or [command])
     text = (
         "# Quality against compute: the frontier\n\nRegenerate (resumable; rows already in frontier.json "
-        f"are kept):\n\n```sh\n{command}\n```\n\n" + frontier_markdown(report)
+        f"are kept):\n\n```sh\n{commands}\n```\n\n" + frontier_markdown(report)
     )
     atomic_write(out_dir / "frontier.md", lambda tmp: tmp.write_text(text))
     rows = list(report["rows"].values())

@@ -33,6 +33,8 @@ def test_the_frontier_resumes_and_refuses_another_model(tmp_path, tiny_model_pat
     assert second["fora+forecast 10@50%"] == first["fora+forecast 10@50%"]  # kept, not run again
     text = (out / "frontier.md").read_text()
     assert "random" in text and "taylorseer-2" in text and (out / "frontier.png").stat().st_size > 1000
+    # both parts of the sweep are listed as the commands that regenerate it
+    assert "fora+forecast,taylorseer-2" in text and "fora+forecast,random" in text
     other = tmp_path / "other.safetensors"
     save_model(make_tiny_model(seed=5), other.with_suffix(""))
     refused = run_cli(*[a if a != str(tiny_model_path) else str(other) for a in common], check=False)
