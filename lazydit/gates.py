@@ -311,21 +311,43 @@ def soft_trajectory(
     the plan executor with every skipped cell reused or forecast (``Plan.with_forecast(order)``).
     Returns the final sample and every score.
 
-    With ``checkpoint`` each sampler step is recomputed in the backward pass: autograd keeps only
-    what crosses steps (the sample and every module's cache state), so memory grows with
-    steps x (sample + caches) and not steps x activations; the gradients are the same."""
+    With ``checkpoint`` the steps are recomputed in the backward pass, in two levels: the unroll
+    is cut into segments of about sqrt(steps) steps, autograd keeps only what crosses from one
+    segment to the next (the sample and every module's cache state), and while a segment's
+    backward runs, its steps are recomputed one by one, each keeping only its own inputs. Memory
+    then grows with about 2 sqrt(steps) x (sample + caches) plus one step's activations, not
+    steps x activations; the gradients are the same."""
     schedule = DDIMSchedule(gates.steps)
     y_pair = torch.cat([labels, torch.full_like(labels, model.config.num_classes)])
     step = partial(_soft_step, model, gates, schedule, y_pair, cfg_scale, int(forecast))
     x, state, scores = noise, (), []
     names = MODULES * model.config.depth
+    if checkpoint and torch.is_grad_enabled():
+        span = checkpoint_span(gates.steps)
+        for start in range(0, gates.steps, span):
+            ks = tuple(range(start, min(start + span, gates.steps)))
+            x, flat, state = recompute_in_backward(_segment, step, ks, x, *state, use_reentrant=False)
+            scores.extend(zip(names * len(ks), flat))
+        return x, scores
     for k in range(gates.steps):
-        if checkpoint and torch.is_grad_enabled():
-            x, step_scores, state = recompute_in_backward(step, k, x, *state, use_reentrant=False)
-        else:
-            x, step_scores, state = step(k, x, *state)
+        x, step_scores, state = step(k, x, *state)
         scores.extend(zip(names, step_scores))
     return x, scores
+
+
+def checkpoint_span(steps: int) -> int:
+    """Steps per checkpointed segment: about sqrt(steps), which minimises the states kept at
+    once (one per segment boundary, then one per step of the segment being differentiated)."""
+    return max(1, math.ceil(math.sqrt(steps)))
+
+
+def _segment(step, ks: tuple[int, ...], x: torch.Tensor, *state: torch.Tensor):
+    """Steps ``ks`` of the soft-lazy unroll, each checkpointed on its own; the scores flattened."""
+    flat: list[torch.Tensor] = []
+    for k in ks:
+        x, step_scores, state = recompute_in_backward(step, k, x, *state, use_reentrant=False)
+        flat.extend(step_scores)
+    return x, tuple(flat), state
 
 
 def _soft_step(
@@ -570,7 +592,10 @@ def memory_estimate(
     if config.objective == "local":
         activations = step_activations + working
     elif config.checkpoint:
-        activations = config.steps * crossing + step_activations + 2 * crossing + working
+        # one state per segment boundary, one per step of the segment whose backward runs
+        span = checkpoint_span(config.steps)
+        kept = math.ceil(config.steps / span) + span
+        activations = kept * crossing + step_activations + 2 * crossing + working
     else:
         activations = (config.steps - 1) * step_activations + crossing + working
     weights = sum(t.numel() for t in (*model.parameters(), *model.buffers())) * torch.finfo(dtype).bits // 8

@@ -164,6 +164,12 @@ def test_checkpointing_every_sampler_step_leaves_the_gradients_as_they_are(model
     plain = gradients(checkpoint=False)
     assert plain.abs().max() > 0
     torch.testing.assert_close(gradients(checkpoint=True), plain, rtol=1e-6, atol=1e-9)
+    # segments of about sqrt(steps) steps (here 3 + 2): the scores come back in step order
+    with torch.no_grad():
+        _, flat = soft_trajectory(model, gates, noise, labels, 1.5, order, checkpoint=False)
+    _, segmented = soft_trajectory(model, gates, noise, labels, 1.5, order, checkpoint=True)
+    assert [n for n, _ in segmented] == [n for n, _ in flat] and len(flat) == 4 * 2 * TINY.depth
+    torch.testing.assert_close(torch.stack([s for _, s in segmented]).detach(), torch.stack([s for _, s in flat]))
     # negative control: another guidance scale is another trajectory, with other gradients
     assert not torch.allclose(gradients(checkpoint=True, cfg_scale=3.0), plain, rtol=1e-3, atol=1e-6)
 
