@@ -8,7 +8,8 @@ configuration as the decode method), so the figures are latency and memory, not 
 Every export runs as its own ``lazydit export`` process under ``/usr/bin/time -v`` (its peak
 resident set is its own); every bench is ``lazydit bench``. Each finished item leaves its bundle,
 log or JSON in ``--work``, and a rerun skips it, so the sweep can be resumed; the results JSON and
-its Markdown table are rewritten after every item.
+its Markdown table are rewritten after every item, keeping the records of items ``--work`` does
+not hold.
 
     python benchmarks/dit_xl2.py --json results/dit-xl2.json                  # everything
     python benchmarks/dit_xl2.py --only lazy-et-fp32,full-et-fp32,bench-et-fp32
@@ -152,8 +153,13 @@ def bench_record(name: str, work: Path) -> dict | None:
     }
 
 
-def collect(work: Path) -> dict:
-    exports = {n: r for n in EXPORTS if (r := export_record(n, work))}
+def collect(work: Path, previous: dict | None = None) -> dict:
+    """The results of every item ``work`` holds; items it does not hold keep their record in
+    ``previous`` (the results file as it was), so a sweep resumed on another machine or in a new
+    work folder adds to the results instead of dropping them."""
+    previous = previous or {}
+    found = {n: r for n in EXPORTS if (r := export_record(n, work))}
+    exports = {n: r for n in EXPORTS if (r := found.get(n) or previous.get("exports", {}).get(n))}
     for name, record in exports.items():
         other = exports.get(name.replace("lazy-", "full-", 1)) if name.startswith("lazy-") else None
         if other and record.get("artifact_bytes") and other.get("artifact_bytes"):
@@ -164,7 +170,7 @@ def collect(work: Path) -> dict:
         "command": "python benchmarks/dit_xl2.py --json results/dit-xl2.json",
         "machine": "2 cores, 24 GB",
         "exports": exports,
-        "benches": {n: r for n in BENCHES if (r := bench_record(n, work))},
+        "benches": {n: r for n in BENCHES if (r := bench_record(n, work) or previous.get("benches", {}).get(n))},
     }
 
 
@@ -223,10 +229,12 @@ def main() -> None:
     unknown = [i for i in items if i not in EXPORTS and i not in BENCHES]
     if unknown:
         parser.error(f"unknown items {unknown}; choose from {', '.join(ORDER)}")
+    out = Path(args.json)
+    previous = json.loads(out.read_text()) if out.is_file() else None
     for item in [] if args.collect else items:
         (run_export if item in EXPORTS else run_bench)(item, work)
-        save(collect(work), Path(args.json))
-    print(save(collect(work), Path(args.json)))
+        save(collect(work, previous), out)
+    print(save(collect(work, previous), out))
 
 
 def save(results: dict, path: Path) -> str:
