@@ -54,6 +54,13 @@ FRONTIER_FAMILIES = {
     "lazydit-dynamic+forecast": {"dynamic": True, "forecast": True},
     "search+forecast": {"forecast": True},
     "search+forecast-2": {"forecast": True, "forecast_order": 2},
+    # the search started from FORA + order-2 forecast at FORA's own budget, on 60 calibration
+    # noises drawn apart from the evaluation's (seed 1), one round
+    "search-fora+forecast-2": {
+        "forecast": True,
+        "forecast_order": 2,
+        "params": {"start": "fora", "calib_samples": 60, "seed": 1, "search_rounds": 1},
+    },
 }
 FIXED_FAMILIES = ("ddim", "fora", "fora+forecast", "fora+forecast-2", "taylorseer-1", "taylorseer-2", "taylorseer-3")
 
@@ -160,11 +167,13 @@ def frontier_rows(
                     m = max(1, round(n * (1 - r)))
                     rows.append(Row(f"DDIM-{m} ({tag})", "ddim", m, params=base))
                     continue
-                if policy == "fora":
+                if policy == "fora" or family == "search-fora+forecast-2":
                     interval = round(1 / (1 - r))
                     if interval < 2:
                         continue
-                    rows.append(Row(f"{family} {tag}", "fora", n, interval=interval, params=base, **extra))
+                    settings = {k: v for k, v in extra.items() if k != "params"}
+                    params = {**base, **extra.get("params", {})}
+                    rows.append(Row(f"{family} {tag}", policy, n, interval=interval, params=params, **settings))
                     continue
                 dynamic = extra.get("dynamic", False)
                 settings = {k: v for k, v in extra.items() if k != "dynamic"}
@@ -494,7 +503,32 @@ def drift(model: DiT, rows: list[Row], per_class: int = 10, seed: int = 0, cfg_s
 
 
 def row_plan(model: DiT, row: Row) -> Plan:
-    """The plan a table row samples with (static rows)."""
+    """The plan a table row samples with (static rows). A search row with ``start: fora`` refines
+    the FORA plan of the row's interval, at that plan's own budget."""
+    if row.policy == "search" and row.params.get("start") == "fora":
+        import tempfile
+
+        fora = make_plan(
+            "fora",
+            model,
+            PlanRequest(steps=row.steps, interval=row.interval, forecast=True, forecast_order=row.forecast_order),
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            start = Path(tmp) / "start.json"
+            fora.save(start)
+            return make_plan(
+                "search",
+                model,
+                PlanRequest(
+                    steps=row.steps,
+                    start=str(start),
+                    forecast=True,
+                    forecast_order=row.forecast_order,
+                    calib_samples=row.params.get("calib_samples", 20),
+                    search_rounds=row.params.get("search_rounds", 2),
+                    seed=row.params.get("seed", 0),
+                ),
+            )
     gates = None
     if row.policy == "lazydit":
         from .gates import shipped_gates_for

@@ -41,3 +41,20 @@ def test_the_frontier_resumes_and_refuses_another_model(tmp_path, tiny_model_pat
     assert refused.returncode != 0 and "another model" in refused.stderr
     bad = run_cli(*common, "--frontier-families", "fora,magic", check=False)
     assert bad.returncode != 0 and "magic" in bad.stderr
+
+
+def test_the_search_from_fora_keeps_foras_budget_and_its_forecast(tiny_model):
+    from dataclasses import replace
+
+    from lazydit.compare import row_plan
+    from lazydit.policies import PlanRequest, make_plan
+
+    model = tiny_model
+    (row,) = frontier_rows((6,), (0.5,), ("search-fora+forecast-2",))
+    assert row.policy == "search" and row.interval == 2 and row.params["calib_samples"] == 60
+    row = replace(row, params={**row.params, "calib_samples": 3})
+    plan = row_plan(model, row)
+    fora = make_plan("fora", model, PlanRequest(steps=6, interval=2, forecast=True, forecast_order=2))
+    assert plan.policy == "search" and plan.params["calib_samples"] == 3 and plan.params["seed"] == 1
+    assert len(plan.skipped_cells()) == len(fora.skipped_cells())  # the start plan's budget
+    assert plan.params["forecast_order"] == 2
