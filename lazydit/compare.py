@@ -167,7 +167,8 @@ def frontier_rows(
                     m = max(1, round(n * (1 - r)))
                     rows.append(Row(f"DDIM-{m} ({tag})", "ddim", m, params=base))
                     continue
-                if policy == "fora" or family == "search-fora+forecast-2":
+                # FORA's rows, and rows refining a FORA start, run at FORA's interval
+                if policy == "fora" or extra.get("params", {}).get("start") == "fora":
                     interval = round(1 / (1 - r))
                     if interval < 2:
                         continue
