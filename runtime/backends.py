@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from collections import OrderedDict
 from collections.abc import Callable
 from types import ModuleType
 
@@ -193,7 +194,7 @@ class ExecuTorchBackend(Backend):
 
     fmt = "executorch"
 
-    def __init__(self, bundle: Bundle, threads: int | None = None):
+    def __init__(self, bundle: Bundle, threads: int | None = None, resident: int | None = None):
         super().__init__(bundle, threads)
         bindings = executorch_bindings()
         import torch
@@ -214,20 +215,38 @@ class ExecuTorchBackend(Backend):
         )
         self.workspace = shared_workspace(bindings)  # methods run one at a time: one activation arena
         try:
-            if data:
-                self.module = bindings._load_for_executorch(str(path), data_path=str(data[0]))
-            else:
-                self.module = bindings._load_for_executorch(str(path))
-            names = set(self.module.method_names())
+            self.program = bindings._load_program(str(path), data_path=str(data[0]) if data else None)
+            names = {self.program.get_method_name(i) for i in range(self.program.num_methods())}
         except Exception as err:  # the bindings raise RuntimeError/ValueError for bad programs
             raise BundleError(f"ExecuTorch cannot load {path.name}: {err} (truncated or corrupt? re-export)") from err
         missing = set(art["methods"].values()) - names
         if missing:
             raise BundleError(f"{path.name} lacks methods {sorted(missing)} named in the manifest; re-export")
         self.names = art["methods"]
+        weight_bytes = sum(f["bytes"] for f in art["files"] if f["path"].endswith((".pte", ".ptd")))
+        self.resident = resident_methods(len(self.names), weight_bytes, self.weights_cache == "on", resident)
+        self._loaded: OrderedDict[str, object] = OrderedDict()  # loaded methods, least recently run first
+        if self.resident >= len(self.names):
+            for method in self.names.values():  # load everything up front: a bad delegate fails here
+                self._method(method)
+
+    def _method(self, name: str):
+        """The loaded method ``name``; loading it first drops the least recently run one when
+        ``resident`` methods are already held."""
+        method = self._loaded.get(name)
+        if method is None:
+            while len(self._loaded) >= self.resident:
+                self._loaded.popitem(last=False)
+            try:
+                method = self.program.load_method(name)
+            except Exception as err:
+                raise BundleError(f"ExecuTorch cannot load method {name}: {err} (corrupt? re-export)") from err
+            self._loaded[name] = method
+        self._loaded.move_to_end(name)
+        return method
 
     def _count(self, method: str, kind: str) -> None:
-        meta = self.module.method_meta(self.names[method])
+        meta = self.program.method_meta(self.names[method])
         have = meta.num_inputs() if kind == "inputs" else meta.num_outputs()
         want = len(self.bundle.methods[method][kind])
         if have != want:
@@ -245,7 +264,27 @@ class ExecuTorchBackend(Backend):
         tensors = tuple(
             self.torch.from_numpy(a if _writable(a) else np.require(a, requirements=("C", "W"))) for a in inputs
         )
-        return [o.numpy() for o in self.module.run_method(self.names[method], tensors)]
+        return [o.numpy() for o in self._method(self.names[method]).call(tensors)]
+
+
+def resident_methods(methods: int, weight_bytes: int, cache_on: bool, asked: int | None = None) -> int:
+    """How many of a bundle's methods the ExecuTorch backend keeps loaded (``asked``, when given).
+
+    With XNNPACK's weights cache on, the methods share one packed copy of the weights: all stay
+    loaded. With it off (fp16 programs, see ``runtime/xnnpack.py``) each loaded method packs its
+    own copy, widened to fp32 on CPUs without fp16 arithmetic; as many stay loaded as fit in a
+    third of the memory available now, at least one (a DiT-XL/2 fp16 lazy bundle: 21 methods
+    of 2.7 GB each), and the others load when they run."""
+    if asked is not None:
+        if asked < 1:
+            raise BundleError(f"resident methods must be 1 or more, not {asked}")
+        return min(asked, methods)
+    if cache_on:
+        return methods
+    from .memory import available_bytes
+
+    per_method = 2 * weight_bytes
+    return max(1, min(methods, available_bytes() // 3 // max(per_method, 1)))
 
 
 def _writable(a: np.ndarray) -> bool:

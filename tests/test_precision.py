@@ -45,6 +45,29 @@ def test_each_precision_passes_its_gate_and_is_really_reduced(reduced_bundle, ti
         assert result["min_psnr_db"] < fp32["min_psnr_db"] - 10, (backend, result["min_psnr_db"], fp32["min_psnr_db"])
 
 
+def test_executorch_loads_methods_on_demand_when_they_cannot_share_packed_weights(reduced_bundle):
+    """fp16 programs run with XNNPACK's weights cache off, so each loaded method holds its own
+    packed weights; held one at a time, the methods replay exactly what all of them loaded do."""
+    from lazydit.runtime.backends import ExecuTorchBackend, resident_methods
+
+    name, root = reduced_bundle
+    bundle = Bundle.load(root)
+    everything = create_backend("executorch", bundle)
+    assert everything.resident == len(bundle.methods) == len(everything._loaded)  # the tiny bundle fits
+    one = ExecuTorchBackend(bundle, resident=1)
+    assert len(one._loaded) == 0  # nothing loaded before it runs
+    seen = []
+    image = run_bundle(one, bundle.initial_state(), on_step=lambda *_: seen.append(len(one._loaded))).image
+    assert set(seen) == {1} and len(one._loaded) == 1
+    assert np.array_equal(image, run_bundle(everything, bundle.initial_state()).image)
+    # the rule: all methods with the cache on; without it as many as fit in a third of memory
+    assert resident_methods(21, 1, cache_on=True) == 21
+    assert resident_methods(21, 2**50, cache_on=False) == 1
+    assert resident_methods(21, 10, cache_on=False, asked=4) == 4
+    with pytest.raises(BundleError, match="1 or more"):
+        ExecuTorchBackend(bundle, resident=0)
+
+
 def test_reduced_weights_are_smaller_and_stamped(reduced_bundle, tiny_bundle):
     import onnx
 
