@@ -4,6 +4,7 @@ one method on a list of numpy arrays; it holds no state between calls and knows 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections import OrderedDict
 from collections.abc import Callable
@@ -281,10 +282,21 @@ def resident_methods(methods: int, weight_bytes: int, cache_on: bool, asked: int
         return min(asked, methods)
     if cache_on:
         return methods
-    from .memory import available_bytes
-
     per_method = 2 * weight_bytes
     return max(1, min(methods, available_bytes() // 3 // max(per_method, 1)))
+
+
+def available_bytes() -> int:
+    """Memory the system can hand out now without swapping (Linux MemAvailable); elsewhere the
+    physical memory."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def _writable(a: np.ndarray) -> bool:

@@ -41,19 +41,6 @@ def _peak_mb() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
 
 
-def available_bytes() -> int:
-    """Memory the system can hand out now without swapping (Linux MemAvailable); elsewhere the
-    physical memory."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-
-
 def _measure(root: str, backend: str, threads: int | None) -> dict:
     from .backends import create_backend, executorch_bindings
     from .bundle import Bundle

@@ -50,7 +50,7 @@ def test_executorch_loads_methods_on_demand_when_they_cannot_share_packed_weight
     packed weights; held one at a time, the methods replay exactly what all of them loaded do."""
     from lazydit.runtime.backends import ExecuTorchBackend, resident_methods
 
-    name, root = reduced_bundle
+    _, root = reduced_bundle
     bundle = Bundle.load(root)
     everything = create_backend("executorch", bundle)
     assert everything.resident == len(bundle.methods) == len(everything._loaded)  # the tiny bundle fits
