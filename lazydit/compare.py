@@ -61,6 +61,12 @@ FRONTIER_FAMILIES = {
         "forecast_order": 2,
         "params": {"start": "fora", "calib_samples": 60, "seed": 1, "search_rounds": 1},
     },
+    # the same, with two rounds of moving computes between modules before the round of shifts
+    "search-fora-transfer+forecast-2": {
+        "forecast": True,
+        "forecast_order": 2,
+        "params": {"start": "fora", "calib_samples": 60, "seed": 1, "search_rounds": 1, "search_transfers": 2},
+    },
 }
 FIXED_FAMILIES = ("ddim", "fora", "fora+forecast", "fora+forecast-2", "taylorseer-1", "taylorseer-2", "taylorseer-3")
 
@@ -527,6 +533,7 @@ def row_plan(model: DiT, row: Row) -> Plan:
                     forecast_order=row.forecast_order,
                     calib_samples=row.params.get("calib_samples", 20),
                     search_rounds=row.params.get("search_rounds", 2),
+                    search_transfers=row.params.get("search_transfers", 0),
                     seed=row.params.get("seed", 0),
                 ),
             )

@@ -35,6 +35,11 @@ class PlanRequest:
     warmup: int | None = opt(None, "taylorseer: steps fully computed before the schedule starts (default 3)")
     start: str | None = opt(None, "search: plan JSON to refine (default: evenly spaced key steps at --ratio)")
     search_rounds: int = opt(2, "search: passes over the key steps and over every module's computes")
+    search_transfers: int = opt(
+        0,
+        "search: rounds of moving computes between modules (one module gives up a compute, another "
+        "gains one in the middle of a gap; the budget is kept)",
+    )
     calib_samples: int = opt(20, "search: calibration noises (their final samples are compared with full compute)")
     gates: str | None = opt(
         None, "gate file (default: the shipped gates for --steps trained for the ratio nearest --ratio)"
@@ -311,13 +316,15 @@ def search_policy(model: DiT, req: PlanRequest) -> Plan:
     coordinate descent over the key steps (every module computes on them; each key step moves a
     step earlier or later while that lowers the error), then over every module's own computes
     (one compute moves to a neighbouring step while that lowers the error). Every move keeps the
-    number of computes, so the budget is exact. The objective runs the sampler the plan will run
+    number of computes, so the budget is exact. With --search-transfers, rounds of moving a
+    compute from one module to another come between the two (a module's own count changes, the
+    budget does not). The objective runs the sampler the plan will run
     (reuse, or forecasts of --forecast-order in --forecast-basis)."""
     from tqdm import tqdm
 
     steps, depth = req.steps, model.config.depth
-    if req.search_rounds < 0:
-        raise PlanError("--search-rounds must be 0 or more")
+    if req.search_rounds < 0 or req.search_transfers < 0:
+        raise PlanError("--search-rounds and --search-transfers must be 0 or more")
     rows = [(b, m) for b in range(depth) for m in MODULES]
     objective = _FinalError(model, req)
     if req.start:
@@ -362,6 +369,10 @@ def search_policy(model: DiT, req: PlanRequest) -> Plan:
                     break
         if not moved:
             break
+    for _ in range(req.search_transfers):  # computes moved between modules
+        best, computes, moved = _transfer_round(objective, computes, best, steps, bar)
+        if not moved:
+            break
     for _ in range(req.search_rounds):  # each module's own computes
         moved = False
         for row in rows:
@@ -388,12 +399,61 @@ def search_policy(model: DiT, req: PlanRequest) -> Plan:
         "start": req.start,
         "calib_samples": req.calib_samples,
         "search_rounds": req.search_rounds,
+        "search_transfers": req.search_transfers,
         "evaluations": objective.evaluations,
         "steps_run": objective.steps_run,
         "calib_mse": best,
         "seed": req.seed,
     }
     return Plan.from_skips(steps, depth, skips, policy="search", params=params)
+
+
+TRANSFER_SHORTLIST = 12  # the cheapest removals and the best additions paired up
+TRANSFER_TRIALS = 40  # pairs tried per round, best predicted first
+
+
+def _transfer_round(objective, computes: dict, best: float, steps: int, bar) -> tuple[float, dict, bool]:
+    """One round of moving a compute from one module to another.
+
+    Every single change is measured first: each module without each of its computes (step 0
+    stays), and with one more compute in the middle of each of its gaps. Pairs of a cheap
+    removal and a helpful addition in different modules are then tried, best predicted sum
+    first; each pair that lowers the error is accepted, and the pairs after it are tried against
+    the plan it made (those whose compute is gone or whose step is taken are passed over)."""
+    removals, additions = [], []
+    for row, have in computes.items():
+        for k in sorted(have - {0}):
+            removals.append((objective({**computes, row: have - {k}}) - best, row, k))
+            bar.update()
+        bounds = [*sorted(have), steps]
+        for a, b in itertools.pairwise(bounds):
+            if b - a >= 2:
+                additions.append((objective({**computes, row: have | {(a + b) // 2}}) - best, row, (a + b) // 2))
+                bar.update()
+    removals.sort(key=lambda r: r[0])
+    additions.sort(key=lambda a: a[0])
+    pairs = sorted(
+        (
+            (lose + gain, giver, k, taker, new)
+            for lose, giver, k in removals[:TRANSFER_SHORTLIST]
+            for gain, taker, new in additions[:TRANSFER_SHORTLIST]
+            if giver != taker
+        ),
+        key=lambda p: p[0],
+    )
+    moved = False
+    for _, giver, k, taker, new in pairs[:TRANSFER_TRIALS]:
+        if k not in computes[giver] or new in computes[taker]:
+            continue
+        trial = {**computes, giver: computes[giver] - {k}}
+        trial[taker] = trial[taker] | {new}
+        error = objective(trial)
+        bar.update()
+        if error < best:
+            best, computes, moved = error, trial, True
+            objective.accept()
+            bar.set_postfix(mse=f"{best:.2e}")
+    return best, computes, moved
 
 
 def _with_extra(keys: list[int], rows: list, extra: int, steps: int) -> dict:

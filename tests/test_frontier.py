@@ -58,3 +58,31 @@ def test_the_search_from_fora_keeps_foras_budget_and_its_forecast(tiny_model):
     assert plan.policy == "search" and plan.params["calib_samples"] == 3 and plan.params["seed"] == 1
     assert len(plan.skipped_cells()) == len(fora.skipped_cells())  # the start plan's budget
     assert plan.params["forecast_order"] == 2
+
+
+def test_transfers_move_computes_between_modules_at_the_same_budget(tmp_path, tiny_model_path):
+    """The search's transfer rounds keep the start plan's budget, never end worse than the start on
+    the calibration error, and report the error of the plan they return (measured again)."""
+    from lazydit.plans import Plan
+
+    common = ["--model", str(tiny_model_path), "--steps", "10"]
+    run_cli("plan", "--policy", "fora", *common, "--interval", "2", "--forecast", "--forecast-order", "2",
+            "--out", str(tmp_path / "fora.json"))  # fmt: skip
+
+    def search(name, start, *extra):
+        run_cli("plan", "--policy", "search", *common, "--start", str(start), "--forecast", "--forecast-order", "2",
+                "--calib-samples", "4", "--search-rounds", "0", *extra, "--out", str(tmp_path / name))  # fmt: skip
+        return Plan.load(tmp_path / name)
+
+    start = search("start.json", tmp_path / "fora.json")  # no moves: the start plan's own error
+    moved = search("moved.json", tmp_path / "fora.json", "--search-transfers", "2")
+    again = search("again.json", tmp_path / "moved.json")
+    assert len(moved.skipped_cells()) == len(start.skipped_cells())
+    assert moved.params["search_transfers"] == 2 and moved.params["evaluations"] > start.params["evaluations"] + 20
+    assert moved.params["calib_mse"] <= start.params["calib_mse"]
+    assert abs(again.params["calib_mse"] - moved.params["calib_mse"]) <= 1e-6 * moved.params["calib_mse"]
+    if moved.params["calib_mse"] < start.params["calib_mse"]:
+        assert moved.cells != start.cells
+    bad = run_cli("plan", "--policy", "search", *common, "--start", str(tmp_path / "fora.json"),
+                  "--search-transfers", "-1", "--out", str(tmp_path / "bad.json"), check=False)  # fmt: skip
+    assert bad.returncode != 0 and "--search-transfers" in bad.stderr and not (tmp_path / "bad.json").exists()
