@@ -61,11 +61,19 @@ FRONTIER_FAMILIES = {
         "forecast_order": 2,
         "params": {"start": "fora", "calib_samples": 60, "seed": 1, "search_rounds": 1},
     },
-    # the same, with two rounds of moving computes between modules before the round of shifts
+    # the same, with two rounds of moving computes between modules before the round of shifts, each
+    # round kept only if it also lowers the error of 60 held-out noises
     "search-fora-transfer+forecast-2": {
         "forecast": True,
         "forecast_order": 2,
-        "params": {"start": "fora", "calib_samples": 60, "seed": 1, "search_rounds": 1, "search_transfers": 2},
+        "params": {
+            "start": "fora",
+            "calib_samples": 60,
+            "check_samples": 60,
+            "seed": 1,
+            "search_rounds": 1,
+            "search_transfers": 2,
+        },
     },
 }
 FIXED_FAMILIES = ("ddim", "fora", "fora+forecast", "fora+forecast-2", "taylorseer-1", "taylorseer-2", "taylorseer-3")
@@ -534,6 +542,7 @@ def row_plan(model: DiT, row: Row) -> Plan:
                     calib_samples=row.params.get("calib_samples", 20),
                     search_rounds=row.params.get("search_rounds", 2),
                     search_transfers=row.params.get("search_transfers", 0),
+                    check_samples=row.params.get("check_samples", 0),
                     seed=row.params.get("seed", 0),
                 ),
             )

@@ -35,6 +35,11 @@ class PlanRequest:
     warmup: int | None = opt(None, "taylorseer: steps fully computed before the schedule starts (default 3)")
     start: str | None = opt(None, "search: plan JSON to refine (default: evenly spaced key steps at --ratio)")
     search_rounds: int = opt(2, "search: passes over the key steps and over every module's computes")
+    check_samples: int = opt(
+        0,
+        "search: held-out noises (a seed of their own); a round of moves is kept only if it lowers their "
+        "error too, else it is undone and that kind of move ends (0: no check)",
+    )
     search_transfers: int = opt(
         0,
         "search: rounds of moving computes between modules (one module gives up a compute, another "
@@ -248,16 +253,16 @@ class _FinalError:
     A trial that agrees with the accepted plan on its first steps resumes from that plan's state
     there instead of running them again (the executor's snapshots)."""
 
-    def __init__(self, model: DiT, req: PlanRequest):
+    def __init__(self, model: DiT, req: PlanRequest, samples: int | None = None, offset: int = 2000):
         from .diffusion import initial_noise
         from .executor import sample
 
         arch = model.config
-        n = req.calib_samples
+        n = req.calib_samples if samples is None else samples
         if n < 1:
             raise PlanError("search needs --calib-samples of at least 1")
         self.model, self.req, self.sample = model, req, sample
-        self.noise = initial_noise(n, (arch.in_channels, arch.input_size, arch.input_size), req.seed + 2000)
+        self.noise = initial_noise(n, (arch.in_channels, arch.input_size, arch.input_size), req.seed + offset)
         self.labels = torch.arange(n) % arch.num_classes
         self.order = req.forecast_order if req.forecast else 0
         self.basis = req.forecast_basis or "newton"
@@ -318,7 +323,8 @@ def search_policy(model: DiT, req: PlanRequest) -> Plan:
     (one compute moves to a neighbouring step while that lowers the error). Every move keeps the
     number of computes, so the budget is exact. With --search-transfers, rounds of moving a
     compute from one module to another come between the two (a module's own count changes, the
-    budget does not). The objective runs the sampler the plan will run
+    budget does not). With --check-samples, each round is kept only if it also lowers the error of
+    held-out noises; the first that does not is undone and ends that kind of move. The objective runs the sampler the plan will run
     (reuse, or forecasts of --forecast-order in --forecast-basis)."""
     from tqdm import tqdm
 
@@ -348,6 +354,19 @@ def search_policy(model: DiT, req: PlanRequest) -> Plan:
     best = objective(computes)
     objective.accept()
     bar.update()
+    guard = _HeldOut(model, req, computes, best) if req.check_samples else None
+
+    def keep() -> bool:
+        """After a round that moved something: True to go on; False (its moves undone) when the
+        held-out noises say the round made the plan worse."""
+        nonlocal computes, best
+        if guard is None or guard.improved(computes, best):
+            return True
+        computes, best = guard.computes, guard.fit_error
+        objective(computes)  # resume from the kept plan again
+        objective.accept()
+        return False
+
     for _ in range(key_rounds):  # whole key steps
         keys = sorted(set.intersection(*computes.values()))
         extra = sum(len(c) for c in computes.values()) - len(keys) * len(rows)
@@ -367,11 +386,11 @@ def search_policy(model: DiT, req: PlanRequest) -> Plan:
                     objective.accept()
                     bar.set_postfix(mse=f"{best:.2e}")
                     break
-        if not moved:
+        if not moved or not keep():
             break
     for _ in range(req.search_transfers):  # computes moved between modules
         best, computes, moved = _transfer_round(objective, computes, best, steps, bar)
-        if not moved:
+        if not moved or not keep():
             break
     for _ in range(req.search_rounds):  # each module's own computes
         moved = False
@@ -390,7 +409,7 @@ def search_policy(model: DiT, req: PlanRequest) -> Plan:
                         objective.accept()
                         bar.set_postfix(mse=f"{best:.2e}")
                         break
-        if not moved:
+        if not moved or not keep():
             break
     bar.close()
     skips = {(k, b, m) for (b, m), c in computes.items() for k in range(steps) if k not in c}
@@ -400,12 +419,31 @@ def search_policy(model: DiT, req: PlanRequest) -> Plan:
         "calib_samples": req.calib_samples,
         "search_rounds": req.search_rounds,
         "search_transfers": req.search_transfers,
+        "check_samples": req.check_samples,
+        **({"check_mse": guard.error, "check_mse_start": guard.start_error} if guard else {}),
         "evaluations": objective.evaluations,
         "steps_run": objective.steps_run,
         "calib_mse": best,
         "seed": req.seed,
     }
     return Plan.from_skips(steps, depth, skips, policy="search", params=params)
+
+
+class _HeldOut:
+    """The search's check on noises it does not fit (``check_samples`` of them, their own seed):
+    the last plan that lowered their error, kept to fall back to."""
+
+    def __init__(self, model: DiT, req: PlanRequest, computes: dict, fit_error: float):
+        self.objective = _FinalError(model, req, samples=req.check_samples, offset=3000)
+        self.computes, self.fit_error = computes, fit_error
+        self.error = self.start_error = self.objective(computes)
+
+    def improved(self, computes: dict, fit_error: float) -> bool:
+        error = self.objective(computes)
+        if error >= self.error:
+            return False
+        self.computes, self.fit_error, self.error = computes, fit_error, error
+        return True
 
 
 TRANSFER_SHORTLIST = 12  # the cheapest removals and the best additions paired up

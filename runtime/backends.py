@@ -273,17 +273,17 @@ def resident_methods(methods: int, weight_bytes: int, cache_on: bool, asked: int
 
     With XNNPACK's weights cache on, the methods share one packed copy of the weights: all stay
     loaded. With it off (fp16 programs, see ``runtime/xnnpack.py``) each loaded method packs its
-    own copy, widened to fp32 on CPUs without fp16 arithmetic; as many stay loaded as fit in a
-    third of the memory available now, at least one (a DiT-XL/2 fp16 lazy bundle: 21 methods
-    of 2.7 GB each), and the others load when they run."""
+    own copy, widened to fp32 on CPUs without fp16 arithmetic: all stay loaded when those copies
+    fit in a third of the memory available now, else one at a time, each loaded when it runs (a
+    DiT-XL/2 fp16 lazy bundle: 21 methods of 2.7 GB packed each), so that a lazy bundle holds no
+    more packed weights than the no-skip one."""
     if asked is not None:
         if asked < 1:
             raise BundleError(f"resident methods must be 1 or more, not {asked}")
         return min(asked, methods)
     if cache_on:
         return methods
-    per_method = 2 * weight_bytes
-    return max(1, min(methods, available_bytes() // 3 // max(per_method, 1)))
+    return methods if 2 * weight_bytes * methods <= available_bytes() // 3 else 1
 
 
 def available_bytes() -> int:

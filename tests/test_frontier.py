@@ -77,6 +77,14 @@ def test_transfers_move_computes_between_modules_at_the_same_budget(tmp_path, ti
     start = search("start.json", tmp_path / "fora.json")  # no moves: the start plan's own error
     moved = search("moved.json", tmp_path / "fora.json", "--search-transfers", "2")
     again = search("again.json", tmp_path / "moved.json")
+    checked = search("checked.json", tmp_path / "fora.json", "--search-transfers", "2", "--check-samples", "4")
+    # rounds the held-out noises reject are undone: the checked plan is never worse on them
+    assert checked.params["check_mse"] <= checked.params["check_mse_start"]
+    assert len(checked.skipped_cells()) == len(start.skipped_cells())
+    assert (
+        abs(search("checked-again.json", tmp_path / "checked.json").params["calib_mse"] - checked.params["calib_mse"])
+        <= 1e-6 * checked.params["calib_mse"]
+    )
     assert len(moved.skipped_cells()) == len(start.skipped_cells())
     assert moved.params["search_transfers"] == 2 and moved.params["evaluations"] > start.params["evaluations"] + 20
     assert moved.params["calib_mse"] <= start.params["calib_mse"]
