@@ -402,12 +402,9 @@ def search_policy(model: DiT, req: PlanRequest) -> Plan:
                     if not 0 < new < steps or new in computes[row]:
                         continue
                     trial = {**computes, row: (computes[row] - {k}) | {new}}
-                    error = objective(trial)
-                    bar.update()
-                    if error < best:
+                    error = _try(objective, trial, best, bar)
+                    if error is not None:
                         best, computes, moved = error, trial, True
-                        objective.accept()
-                        bar.set_postfix(mse=f"{best:.2e}")
                         break
         if not moved or not keep():
             break
@@ -485,13 +482,21 @@ def _transfer_round(objective, computes: dict, best: float, steps: int, bar) -> 
             continue
         trial = {**computes, giver: computes[giver] - {k}}
         trial[taker] = trial[taker] | {new}
-        error = objective(trial)
-        bar.update()
-        if error < best:
+        error = _try(objective, trial, best, bar)
+        if error is not None:
             best, computes, moved = error, trial, True
-            objective.accept()
-            bar.set_postfix(mse=f"{best:.2e}")
     return best, computes, moved
+
+
+def _try(objective, trial: dict, best: float, bar) -> float | None:
+    """The trial's error when it beats ``best`` (the trial then becomes the accepted plan), else None."""
+    error = objective(trial)
+    bar.update()
+    if error >= best:
+        return None
+    objective.accept()
+    bar.set_postfix(mse=f"{error:.2e}")
+    return error
 
 
 def _with_extra(keys: list[int], rows: list, extra: int, steps: int) -> dict:
