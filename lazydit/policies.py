@@ -379,12 +379,9 @@ def search_policy(model: DiT, req: PlanRequest) -> Plan:
                     continue
                 trial_keys = sorted({*keys[:i], new, *keys[i + 1 :]})
                 trial = _with_extra(trial_keys, rows, extra, steps)
-                error = objective(trial)
-                bar.update()
-                if error < best:
+                error = _try(objective, trial, best, bar)
+                if error is not None:
                     best, computes, keys, moved = error, trial, trial_keys, True
-                    objective.accept()
-                    bar.set_postfix(mse=f"{best:.2e}")
                     break
         if not moved or not keep():
             break
