@@ -75,6 +75,21 @@ FRONTIER_FAMILIES = {
             "search_transfers": 2,
         },
     },
+    # the same search started from TaylorSeer's schedule at the row's ratio (its first steps
+    # computed, then every N-th), forecasting to order 3 in TaylorSeer's basis: where TaylorSeer
+    # is the best fixed schedule (the highest budgets), the search refines it rather than FORA
+    "search-taylorseer-transfer+forecast-3": {
+        "forecast": True,
+        "forecast_order": 3,
+        "params": {
+            "start": "taylorseer",
+            "calib_samples": 60,
+            "check_samples": 60,
+            "seed": 1,
+            "search_rounds": 1,
+            "search_transfers": 2,
+        },
+    },
 }
 FIXED_FAMILIES = ("ddim", "fora", "fora+forecast", "fora+forecast-2", "taylorseer-1", "taylorseer-2", "taylorseer-3")
 
@@ -191,8 +206,9 @@ def frontier_rows(
                     rows.append(Row(f"{family} {tag}", policy, n, interval=interval, params=params, **settings))
                     continue
                 dynamic = extra.get("dynamic", False)
-                settings = {k: v for k, v in extra.items() if k != "dynamic"}
-                rows.append(Row(f"{family} {tag}", policy, n, ratio=r, dynamic=dynamic, params=base, **settings))
+                settings = {k: v for k, v in extra.items() if k not in ("dynamic", "params")}
+                params = {**base, **extra.get("params", {})}
+                rows.append(Row(f"{family} {tag}", policy, n, ratio=r, dynamic=dynamic, params=params, **settings))
     return rows
 
 
@@ -519,18 +535,27 @@ def drift(model: DiT, rows: list[Row], per_class: int = 10, seed: int = 0, cfg_s
 
 def row_plan(model: DiT, row: Row) -> Plan:
     """The plan a table row samples with (static rows). A search row with ``start: fora`` refines
-    the FORA plan of the row's interval, at that plan's own budget."""
-    if row.policy == "search" and row.params.get("start") == "fora":
+    the FORA plan of the row's interval, one with ``start: taylorseer`` TaylorSeer's schedule at
+    the row's ratio (forecasting in TaylorSeer's basis), each at that plan's own budget."""
+    begin = row.params.get("start") if row.policy == "search" else None
+    if begin in ("fora", "taylorseer"):
         import tempfile
 
-        fora = make_plan(
-            "fora",
+        basis = "taylor" if begin == "taylorseer" else None
+        first = make_plan(
+            begin,
             model,
-            PlanRequest(steps=row.steps, interval=row.interval, forecast=True, forecast_order=row.forecast_order),
+            PlanRequest(
+                steps=row.steps,
+                interval=row.interval,
+                ratio=row.ratio if begin == "taylorseer" else None,
+                forecast=begin == "fora",
+                forecast_order=row.forecast_order,
+            ),
         )
         with tempfile.TemporaryDirectory() as tmp:
             start = Path(tmp) / "start.json"
-            fora.save(start)
+            first.save(start)
             return make_plan(
                 "search",
                 model,
@@ -539,6 +564,7 @@ def row_plan(model: DiT, row: Row) -> Plan:
                     start=str(start),
                     forecast=True,
                     forecast_order=row.forecast_order,
+                    forecast_basis=basis,
                     calib_samples=row.params.get("calib_samples", 20),
                     search_rounds=row.params.get("search_rounds", 2),
                     search_transfers=row.params.get("search_transfers", 0),

@@ -60,6 +60,28 @@ def test_the_search_from_fora_keeps_foras_budget_and_its_forecast(tiny_model):
     assert plan.params["forecast_order"] == 2
 
 
+def test_the_search_from_taylorseer_starts_from_its_schedule_in_its_basis(tiny_model):
+    """With no moves allowed the search returns TaylorSeer's own plan (schedule, order 3 forecasts,
+    taylor basis); with moves it keeps that budget."""
+    from dataclasses import replace
+
+    from lazydit.compare import row_plan
+    from lazydit.policies import PlanRequest, make_plan
+
+    (row,) = frontier_rows((10,), (0.5,), ("search-taylorseer-transfer+forecast-3",))
+    assert row.policy == "search" and row.ratio == 0.5 and row.params["start"] == "taylorseer"
+    taylor = make_plan("taylorseer", tiny_model, PlanRequest(steps=10, ratio=0.5, forecast_order=3))
+    fixed = replace(row, params={**row.params, "calib_samples": 2, "check_samples": 0, "search_rounds": 0,
+                                 "search_transfers": 0})  # fmt: skip
+    plan = row_plan(tiny_model, fixed)
+    assert plan.basis == taylor.basis == "taylor"
+    cells = [(k, b, m) for k in range(10) for b in range(plan.depth) for m in ("attn", "mlp")]
+    assert [(plan.action(*c), plan.order(*c)) for c in cells] == [(taylor.action(*c), taylor.order(*c)) for c in cells]
+    moved = row_plan(tiny_model, replace(fixed, params={**fixed.params, "search_transfers": 1}))
+    assert len(moved.skipped_cells()) == len(taylor.skipped_cells())
+    assert moved.params["calib_mse"] <= plan.params["calib_mse"] + 1e-12
+
+
 def test_transfers_move_computes_between_modules_at_the_same_budget(tmp_path, tiny_model_path):
     """The search's transfer rounds keep the start plan's budget, never end worse than the start on
     the calibration error, and report the error of the plan they return (measured again)."""
