@@ -46,6 +46,13 @@ class PlanRequest:
         "gains one in the middle of a gap; the budget is kept)",
     )
     calib_samples: int = opt(20, "search: calibration noises (their final samples are compared with full compute)")
+    search_objective: str = opt(
+        "psnr",
+        "search: what the moves lower: psnr (minus the mean per-image PSNR of the final samples against full "
+        "compute's, the fidelity measure the frontier reports) or mse (their mean squared error, which the "
+        "worst images dominate)",
+        choices=("psnr", "mse"),
+    )
     gates: str | None = opt(
         None, "gate file (default: the shipped gates for --steps trained for the ratio nearest --ratio)"
     )
@@ -248,8 +255,10 @@ def taylorseer_policy(model: DiT, req: PlanRequest) -> Plan:
 
 
 class _FinalError:
-    """The search objective: the mean squared error of a plan's final samples against full
-    compute's from the same calibration noises (their own seed, apart from any evaluation's).
+    """The search objective: how far a plan's final samples are from full compute's from the same
+    calibration noises (their own seed, apart from any evaluation's): minus their mean per-image
+    PSNR in dB (``psnr``, as :func:`lazydit.metrics.psnr` scores a table row) or their mean squared
+    error (``mse``). The last trial's mean squared error is kept in ``mse`` either way.
     A trial that agrees with the accepted plan on its first steps resumes from that plan's state
     there instead of running them again (the executor's snapshots)."""
 
@@ -270,6 +279,10 @@ class _FinalError:
         with torch.no_grad():
             full = Plan.full(req.steps, arch.depth, sampler=model.sampler)
             self.reference = sample(model, self.noise, self.labels, full)
+        if req.search_objective not in ("psnr", "mse"):
+            raise PlanError(f"--search-objective must be psnr or mse, not {req.search_objective!r}")
+        self.kind = req.search_objective
+        self.mse = float("nan")
         self.evaluations = 0
         self.steps_run = 0
         self.accepted: tuple[list, list] | None = None  # (per-step actions, snapshots) of the accepted plan
@@ -301,11 +314,16 @@ class _FinalError:
         self.trial = (actions, kept + snapshots)
         self.evaluations += 1
         self.steps_run += plan.steps - first
-        return float(torch.mean((final - self.reference) ** 2))
+        per_image = ((final - self.reference) ** 2).flatten(1).mean(1).double()
+        self.mse = float(per_image.mean())
+        if self.kind == "mse":
+            return self.mse
+        return float(-(10 * torch.log10(4.0 / per_image.clamp_min(1e-20))).mean())
 
     def accept(self) -> None:
         """The last trial becomes the plan later trials resume from."""
         self.accepted = self.trial
+        self.accepted_mse = self.mse
 
 
 def _spread(steps: int, count: int) -> list[int]:
@@ -324,7 +342,8 @@ def search_policy(model: DiT, req: PlanRequest) -> Plan:
     number of computes, so the budget is exact. With --search-transfers, rounds of moving a
     compute from one module to another come between the two (a module's own count changes, the
     budget does not). With --check-samples, each round is kept only if it also lowers the error of
-    held-out noises; the first that does not is undone and ends that kind of move. The objective runs the sampler the plan will run
+    held-out noises; the first that does not is undone and ends that kind of move. The objective
+    (--search-objective: the final samples' mean per-image PSNR, or their mean squared error) runs the sampler the plan will run
     (reuse, or forecasts of --forecast-order in --forecast-basis)."""
     from tqdm import tqdm
 
@@ -414,13 +433,22 @@ def search_policy(model: DiT, req: PlanRequest) -> Plan:
         "search_rounds": req.search_rounds,
         "search_transfers": req.search_transfers,
         "check_samples": req.check_samples,
-        **({"check_mse": guard.error, "check_mse_start": guard.start_error} if guard else {}),
+        "search_objective": objective.kind,
+        **(_check_params(objective.kind, guard) if guard else {}),
         "evaluations": objective.evaluations,
         "steps_run": objective.steps_run,
-        "calib_mse": best,
+        "calib_mse": objective.accepted_mse,
+        **({"calib_psnr_db": -best} if objective.kind == "psnr" else {}),
         "seed": req.seed,
     }
     return Plan.from_skips(steps, depth, skips, policy="search", params=params)
+
+
+def _check_params(kind: str, guard: _HeldOut) -> dict:
+    """The held-out noises' error at the start and at the end, in the objective's own terms."""
+    if kind == "mse":
+        return {"check_mse": guard.error, "check_mse_start": guard.start_error}
+    return {"check_psnr_db": -guard.error, "check_psnr_db_start": -guard.start_error}
 
 
 class _HeldOut:
@@ -492,7 +520,7 @@ def _try(objective, trial: dict, best: float, bar) -> float | None:
     if error >= best:
         return None
     objective.accept()
-    bar.set_postfix(mse=f"{error:.2e}")
+    bar.set_postfix(error=f"{error:.3g}")
     return error
 
 

@@ -101,17 +101,19 @@ def test_transfers_move_computes_between_modules_at_the_same_budget(tmp_path, ti
     again = search("again.json", tmp_path / "moved.json")
     checked = search("checked.json", tmp_path / "fora.json", "--search-transfers", "2", "--check-samples", "4")
     # rounds the held-out noises reject are undone: the checked plan is never worse on them
-    assert checked.params["check_mse"] <= checked.params["check_mse_start"]
+    assert checked.params["check_psnr_db"] >= checked.params["check_psnr_db_start"]
     assert len(checked.skipped_cells()) == len(start.skipped_cells())
-    assert (
-        abs(search("checked-again.json", tmp_path / "checked.json").params["calib_mse"] - checked.params["calib_mse"])
-        <= 1e-6 * checked.params["calib_mse"]
-    )
+    assert abs(
+        search("checked-again.json", tmp_path / "checked.json").params["calib_psnr_db"]
+        - checked.params["calib_psnr_db"]
+    ) <= 1e-6 * abs(checked.params["calib_psnr_db"])
     assert len(moved.skipped_cells()) == len(start.skipped_cells())
     assert moved.params["search_transfers"] == 2 and moved.params["evaluations"] > start.params["evaluations"] + 20
-    assert moved.params["calib_mse"] <= start.params["calib_mse"]
-    assert abs(again.params["calib_mse"] - moved.params["calib_mse"]) <= 1e-6 * moved.params["calib_mse"]
-    if moved.params["calib_mse"] < start.params["calib_mse"]:
+    assert moved.params["calib_psnr_db"] >= start.params["calib_psnr_db"]
+    assert abs(again.params["calib_psnr_db"] - moved.params["calib_psnr_db"]) <= 1e-6 * abs(
+        moved.params["calib_psnr_db"]
+    )
+    if moved.params["calib_psnr_db"] > start.params["calib_psnr_db"]:
         assert moved.cells != start.cells
     bad = run_cli("plan", "--policy", "search", *common, "--start", str(tmp_path / "fora.json"),
                   "--search-transfers", "-1", "--out", str(tmp_path / "bad.json"), check=False)  # fmt: skip

@@ -181,7 +181,11 @@ def test_taylorseer_policy_through_the_cli(tmp_path, tiny_model_path):
     assert not (tmp_path / "x.json").exists() and not (tmp_path / "y.json").exists()
 
 
-def _final_mse(model, plan, request) -> float:
+def _final_errors(model, plan, request) -> tuple[float, float, float]:
+    """The plan's final samples from the search's calibration noises, scored three ways: the
+    search objective's own (mean squared error, objective value) and lazydit.metrics.psnr's."""
+    from lazydit.executor import sample
+    from lazydit.metrics import psnr
     from lazydit.policies import _FinalError
 
     objective = _FinalError(model, request)
@@ -190,23 +194,43 @@ def _final_mse(model, plan, request) -> float:
         for b in range(plan.depth)
         for m in ("attn", "mlp")
     }
-    return objective(computes)
+    value = objective(computes)
+    with torch.no_grad():
+        final = sample(model, objective.noise, objective.labels, plan)
+    return objective.mse, value, psnr(final, objective.reference)
 
 
 def test_search_keeps_the_budget_and_lowers_the_calibration_error(tmp_path, tiny_model_path):
+    """The default objective is the final samples' mean per-image PSNR, as the frontier scores a
+    row; --search-objective mse lowers their mean squared error instead."""
     model = make_tiny_model()
     start = make_plan("fora", model, PlanRequest(steps=10, interval=3))
     start_path = tmp_path / "start.json"
     start.save(start_path)
-    out = tmp_path / "search.json"
-    run_cli("plan", "--model", str(tiny_model_path), "--policy", "search", "--steps", "10", "--start",
-            str(start_path), "--forecast", "--calib-samples", "4", "--search-rounds", "1", "--out", str(out))  # fmt: skip
-    data = json.loads(out.read_text())
+
+    def search(name, *extra):
+        run_cli("plan", "--model", str(tiny_model_path), "--policy", "search", "--steps", "10", "--start",
+                str(start_path), "--forecast", "--calib-samples", "4", "--search-rounds", "1", *extra,
+                "--out", str(tmp_path / name))  # fmt: skip
+        return json.loads((tmp_path / name).read_text())
+
+    request = PlanRequest(steps=10, forecast=True, calib_samples=4)
+    start_mse, start_value, start_psnr = _final_errors(model, start.with_forecast(1, "newton"), request)
+    assert start_value == pytest.approx(-start_psnr, rel=1e-6)  # the objective is metrics.psnr's, negated
+    data = search("search.json")
     found = Plan.from_dict(data)
     assert data["skipped"] == len(start.skipped_cells())
-    request = PlanRequest(steps=10, forecast=True, calib_samples=4)
-    assert data["params"]["calib_mse"] == pytest.approx(_final_mse(model, found, request), rel=1e-5)
-    assert data["params"]["calib_mse"] < _final_mse(model, start, request)
+    mse, _, found_psnr = _final_errors(model, found, request)
+    assert data["params"]["search_objective"] == "psnr"
+    assert data["params"]["calib_psnr_db"] == pytest.approx(found_psnr, rel=1e-5)
+    assert data["params"]["calib_mse"] == pytest.approx(mse, rel=1e-5)
+    assert found_psnr > start_psnr  # and the start plan does not score what the found one does
+    by_mse = search("mse.json", "--search-objective", "mse")
+    assert by_mse["params"]["search_objective"] == "mse" and "calib_psnr_db" not in by_mse["params"]
+    assert by_mse["params"]["calib_mse"] == pytest.approx(
+        _final_errors(model, Plan.from_dict(by_mse), request)[0], rel=1e-5
+    )
+    assert by_mse["params"]["calib_mse"] < start_mse
     # from scratch at a ratio: exactly that many skips
     out2 = tmp_path / "scratch.json"
     run_cli("plan", "--model", str(tiny_model_path), "--policy", "search", "--steps", "10", "--ratio", "0.6",
