@@ -270,6 +270,8 @@ class _FinalError:
         n = req.calib_samples if samples is None else samples
         if n < 1:
             raise PlanError("search needs --calib-samples of at least 1")
+        if req.search_objective not in ("psnr", "mse"):
+            raise PlanError(f"--search-objective must be psnr or mse, not {req.search_objective!r}")
         self.model, self.req, self.sample = model, req, sample
         self.noise = initial_noise(n, (arch.in_channels, arch.input_size, arch.input_size), req.seed + offset)
         self.labels = torch.arange(n) % arch.num_classes
@@ -279,10 +281,8 @@ class _FinalError:
         with torch.no_grad():
             full = Plan.full(req.steps, arch.depth, sampler=model.sampler)
             self.reference = sample(model, self.noise, self.labels, full)
-        if req.search_objective not in ("psnr", "mse"):
-            raise PlanError(f"--search-objective must be psnr or mse, not {req.search_objective!r}")
         self.kind = req.search_objective
-        self.mse = float("nan")
+        self.mse = self.accepted_mse = float("nan")
         self.evaluations = 0
         self.steps_run = 0
         self.accepted: tuple[list, list] | None = None  # (per-step actions, snapshots) of the accepted plan
@@ -314,6 +314,7 @@ class _FinalError:
         self.trial = (actions, kept + snapshots)
         self.evaluations += 1
         self.steps_run += plan.steps - first
+        # lazydit.metrics.psnr's formula (that layer sits above this one); a test holds the two equal
         per_image = ((final - self.reference) ** 2).flatten(1).mean(1).double()
         self.mse = float(per_image.mean())
         if self.kind == "mse":
